@@ -1,0 +1,35 @@
+# make demo: set up and run the demo lab.  make test: set up and run every test.
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTHON ?= python3
+
+.PHONY: demo test test-deps lint bench docs clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m demo.run
+
+# Servers and tools the integration tests start (PostgreSQL, btrfs on loop devices...).
+test-deps:
+	@scripts/install-test-deps
+
+lint: $(STAMP)
+	$(VENV)/bin/lint-imports --config pyproject.toml
+
+test: $(STAMP) test-deps lint
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m bench.backup_bench
+
+docs: $(STAMP)
+	$(PY) -m scripts.gen_exit_codes > docs/reference/exit-codes.md
+
+clean:
+	rm -rf $(VENV) .demo-lab .pytest_cache

@@ -1,0 +1,203 @@
+"""Read a TOML file plus its ``conf.d/*.toml`` drop-ins, check it against the schema and
+report every problem at once as ``FILE: key.path: message``."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .model import Config, NodeConfig, RepositoryConfig
+from .schema import SCHEMA, Option, Section
+
+DEFAULT_PATH = Path("/etc/vzbackup/vzbackup.toml")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def find_config_path(given: str | None) -> Path:
+    """--config, else $VZBACKUP_CONFIG, else /etc/vzbackup/vzbackup.toml."""
+    return Path(given or os.environ.get("VZBACKUP_CONFIG") or DEFAULT_PATH)
+
+
+def load_config(path: Path) -> Config:
+    doc, sources = _read_all(path)
+    problems: list[str] = []
+    checked = _check(doc, sources, problems)
+    if problems:
+        raise ConfigError(problems)
+    return _build(path, checked, problems)
+
+
+def _read_all(path: Path) -> tuple[dict[str, Any], dict[str, Path]]:
+    """The main file merged with drop-ins; ``sources`` maps key paths to the file that set them."""
+    if not path.is_file():
+        raise ConfigError([f"{path}: no such configuration file"],
+                          hint="Copy config/vzbackup.example.toml there, or pass --config FILE.")
+    files = [path] + sorted((path.parent / "conf.d").glob("*.toml"))
+    merged: dict[str, Any] = {}
+    sources: dict[str, Path] = {}
+    problems = []
+    for f in files:
+        try:
+            doc = tomllib.loads(f.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as e:
+            problems.append(f"{f}: cannot be read as TOML: {e}")
+            continue
+        _merge(merged, doc, sources, f, "")
+    if problems:
+        raise ConfigError(problems)
+    return merged, sources
+
+
+def _merge(into: dict, doc: dict, sources: dict, f: Path, prefix: str) -> None:
+    for key, value in doc.items():
+        keypath = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value, sources, f, keypath + ".")
+        else:
+            into[key] = value
+        _record_sources(value, sources, f, keypath)
+
+
+def _record_sources(value: Any, sources: dict, f: Path, keypath: str) -> None:
+    sources[keypath] = f
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _record_sources(v, sources, f, f"{keypath}.{k}")
+
+
+def _where(sources: dict[str, Path], keypath: str) -> Path:
+    while keypath and keypath not in sources:
+        keypath = keypath.rpartition(".")[0]
+    return sources.get(keypath) or next(iter(sources.values()), Path("config"))
+
+
+def _check(doc: dict, sources: dict, problems: list[str]) -> dict[str, Any]:
+    """Validate ``doc``; return it with defaults filled in (named sections stay dicts)."""
+    out: dict[str, Any] = {}
+    for key in doc:
+        if key not in SCHEMA:
+            problems.append(f"{_where(sources, key)}: {key}: unknown section "
+                            f"(known: {', '.join(sorted(SCHEMA))})")
+    for name, section in SCHEMA.items():
+        table = doc.get(name, {})
+        if not isinstance(table, dict):
+            problems.append(f"{_where(sources, name)}: {name}: must be a table")
+            continue
+        if section.named:
+            out[name] = {}
+            for item, sub in table.items():
+                where = f"{name}.{item}"
+                if not _NAME.match(item):
+                    problems.append(f"{_where(sources, where)}: {where}: invalid name "
+                                    "(letters, digits, '.', '_', '-')")
+                if not isinstance(sub, dict):
+                    problems.append(f"{_where(sources, where)}: {where}: must be a table")
+                    continue
+                out[name][item] = _check_table(section, sub, where, sources, problems)
+        else:
+            out[name] = _check_table(section, table, name, sources, problems)
+    return out
+
+
+def _check_table(section: Section, table: dict, where: str, sources: dict, problems: list[str]) -> dict:
+    values = {}
+    for key in table:
+        if key not in section.options:
+            problems.append(f"{_where(sources, f'{where}.{key}')}: {where}.{key}: unknown key "
+                            f"(known: {', '.join(sorted(section.options))})")
+    for key, opt in section.options.items():
+        keypath = f"{where}.{key}"
+        if key not in table:
+            if opt.required:
+                problems.append(f"{_where(sources, where)}: {keypath}: required")
+            else:
+                values[key] = opt.default
+            continue
+        error = _check_value(opt, table[key])
+        if error:
+            shown = "<secret>" if opt.secret else repr(table[key])
+            problems.append(f"{_where(sources, keypath)}: {keypath}: {error} (got {shown})")
+        else:
+            values[key] = table[key]
+    return values
+
+
+def _check_value(opt: Option, value: Any) -> str | None:
+    expected = {"str": str, "path": str, "int": int, "bool": bool, "list[str]": list}[opt.type]
+    if not isinstance(value, expected) or (opt.type == "int" and isinstance(value, bool)):
+        return f"must be {'a list of strings' if opt.type == 'list[str]' else 'a ' + opt.type}"
+    if opt.type == "list[str]" and not all(isinstance(v, str) for v in value):
+        return "must be a list of strings"
+    if opt.choices is not None and value not in opt.choices:
+        return f"must be one of {', '.join(map(str, opt.choices))}"
+    if opt.minimum is not None and value < opt.minimum:
+        return f"must be at least {opt.minimum}"
+    if opt.maximum is not None and value > opt.maximum:
+        return f"must be at most {opt.maximum}"
+    return None
+
+
+def _build(path: Path, doc: dict, problems: list[str]) -> Config:
+    base = path.parent.resolve()
+
+    def p(value: str) -> Path | None:
+        return (base / os.path.expanduser(value)).resolve() if value else None
+
+    state_dir = p(doc["state"]["dir"])
+    assert state_dir is not None
+    repos = {n: RepositoryConfig(n, _absolute_file_url(r["url"], base), r["encryption"], p(r["passphrase_file"]),
+                                 r["passphrase_env"], r["compression_level"], r["chunk_avg_kib"])
+             for n, r in doc["repositories"].items()}
+    nodes = {n: NodeConfig(n, v["transport"], v["platform"], v["snapshotter"], p(v["root"]))  # type: ignore[arg-type]
+             for n, v in doc["nodes"].items()}
+    _cross_check(path, doc, repos, problems)
+    if problems:
+        raise ConfigError(problems)
+    return Config(
+        path=path,
+        state_dir=state_dir,
+        cache_dir=p(doc["state"]["cache_dir"]) or state_dir / "cache",
+        catalog_url=doc["catalog"]["url"] or f"sqlite:///{state_dir / 'catalog.db'}",
+        log_file=p(doc["log"]["file"]),
+        log_level=doc["log"]["level"],
+        backup_repository=doc["backup"]["repository"],
+        backup_labels=dict(_label(lbl) for lbl in doc["backup"]["labels"]),
+        nodes=nodes,
+        repositories=repos,
+    )
+
+
+def _absolute_file_url(url: str, base: Path) -> str:
+    """``file://relative/path`` is taken from the config file's folder."""
+    if url.startswith("file://") and not url.startswith("file:///"):
+        return "file://" + str((base / url[len("file://"):]).resolve())
+    return url
+
+
+def _label(text: str) -> tuple[str, str]:
+    key, _, value = text.partition("=")
+    return key, value
+
+
+def _cross_check(path: Path, doc: dict, repos: dict[str, RepositoryConfig], problems: list[str]) -> None:
+    if doc["backup"]["repository"] not in repos:
+        problems.append(f"{path}: backup.repository: no repository named "
+                        f"{doc['backup']['repository']!r} under [repositories]")
+    for lbl in doc["backup"]["labels"]:
+        if "=" not in lbl:
+            problems.append(f"{path}: backup.labels: {lbl!r} is not KEY=VALUE")
+    if not doc["nodes"]:
+        problems.append(f"{path}: nodes: at least one node is required ([nodes.NAME])")
+    for name, r in repos.items():
+        if not r.url.startswith("file://"):
+            problems.append(f"{path}: repositories.{name}.url: unsupported scheme "
+                            f"(supported: file:///path)")
+        if r.encryption != "none" and not (r.passphrase_file or r.passphrase_env):
+            problems.append(f"{path}: repositories.{name}: encryption needs passphrase_file "
+                            "or passphrase_env")
+        if r.passphrase_file and r.passphrase_env:
+            problems.append(f"{path}: repositories.{name}: set passphrase_file or passphrase_env, not both")

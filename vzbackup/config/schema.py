@@ -1,0 +1,75 @@
+"""The one declarative schema: every option with its type, default, allowed values,
+secret flag and documentation. ``config/vzbackup.example.toml`` documents the same options
+and a test keeps the two in step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Option:
+    type: str  # "str" | "int" | "bool" | "path" | "list[str]"
+    default: Any = REQUIRED
+    choices: tuple[Any, ...] | None = None
+    secret: bool = False
+    minimum: int | None = None
+    maximum: int | None = None
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+@dataclass(frozen=True)
+class Section:
+    """A fixed table (``[catalog]``) or, with ``named``, a table of named tables (``[nodes.X]``)."""
+
+    options: dict[str, Option]
+    named: bool = False
+    doc: str = ""
+
+
+SCHEMA: dict[str, Section] = {
+    "state": Section({
+        "dir": Option("path", "/var/lib/vzbackup",
+                      doc="Where vzbackup keeps its own state: locks and the SQLite catalogue."),
+        "cache_dir": Option("path", "", doc="Cache of chunk ids per repository; default STATE_DIR/cache."),
+    }, doc="Local state of this controller."),
+    "catalog": Section({
+        "url": Option("str", "", secret=False,
+                      doc="SQLAlchemy URL of the catalogue; default sqlite:///STATE_DIR/catalog.db. "
+                          "PostgreSQL: postgresql+psycopg://USER@HOST/DB (password in ~/.pgpass, not here)."),
+    }, doc="The catalogue of guests, restore points, copies and runs."),
+    "log": Section({
+        "file": Option("path", "", doc="Log file; empty: no log file (messages still go to stderr)."),
+        "level": Option("str", "info", choices=("debug", "info", "warning", "error")),
+    }),
+    "backup": Section({
+        "repository": Option("str", doc="Name of the repository (under [repositories]) that backups write to."),
+        "labels": Option("list[str]", [], doc="Labels KEY=VALUE added to every restore point."),
+    }, doc="Defaults of 'vzbackup backup'."),
+    "nodes": Section({
+        "transport": Option("str", "local", choices=("local",),
+                            doc="How the node is reached: local (this host)."),
+        "platform": Option("str", "directory", choices=("directory",),
+                           doc="What runs guests on the node: directory (guests are folders under root)."),
+        "snapshotter": Option("str", "none", choices=("none", "btrfs"),
+                              doc="How a consistent view is taken before a dump."),
+        "root": Option("path", doc="directory platform: the folder holding ct<ID>/ and vm<ID>/ guests."),
+    }, named=True, doc="Hypervisor nodes, one table each: [nodes.node1]."),
+    "repositories": Section({
+        "url": Option("str", doc="Where the repository lives: file:///path."),
+        "encryption": Option("str", "none", choices=("none", "aes-256-gcm"),
+                             doc="aes-256-gcm seals chunks and manifests; chunk ids become keyed."),
+        "passphrase_file": Option("path", "", doc="File holding the passphrase (first line)."),
+        "passphrase_env": Option("str", "", doc="Environment variable holding the passphrase."),
+        "compression_level": Option("int", 3, minimum=1, maximum=19, doc="zstd level for new chunks."),
+        "chunk_avg_kib": Option("int", 64, choices=(16, 32, 64, 128, 256, 512, 1024),
+                                doc="Average chunk size, fixed when the repository is initialised."),
+    }, named=True, doc="Repositories, one table each: [repositories.main]."),
+}

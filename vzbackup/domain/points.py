@@ -1,0 +1,34 @@
+"""Restore points as the catalogue and the commands see them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .guests import GuestRef
+
+
+@dataclass(frozen=True)
+class Copy:
+    repository: str
+    state: str  # "ok" | "missing" | "corrupt" | "unverified"
+    verified_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RestorePoint:
+    id: str
+    guest: GuestRef
+    guest_name: str
+    created: datetime
+    size: int
+    new_bytes: int  # bytes this point added to the repository when it was written
+    source_node: str
+    labels: dict[str, str] = field(default_factory=dict)
+    copies: tuple[Copy, ...] = ()
+
+
+def pick_point(points: list[RestorePoint], at: datetime | None = None) -> RestorePoint | None:
+    """The newest point, or the newest taken at or before ``at``."""
+    eligible = [p for p in points if at is None or p.created <= at]
+    return max(eligible, key=lambda p: p.created, default=None)

@@ -1,0 +1,1 @@
+"""Nodes: a transport plus a platform plus a snapshotter."""

@@ -1,0 +1,1 @@
+"""One module per verb. Operations see adapters only through ``vzbackup.ports``."""

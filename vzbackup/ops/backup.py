@@ -1,0 +1,77 @@
+"""``vzbackup backup``: dump guests and store each as a restore point.
+
+Order per guest: lock, dump stream -> chunks, close the dump (its exit is checked), then
+the manifest is committed, then the catalogue records it. A crash anywhere before the
+commit leaves chunks for GC, never a half restore point.
+"""
+
+from __future__ import annotations
+
+from ..ports import Catalog, Clock, Locks, PointDraft, Repository, Reporter
+from ..results import RunResult, overall
+from .outcome import Attempt, attempt
+from .selection import Selection, Target
+
+
+def backup(selection: Selection, repo: Repository, catalog: Catalog, locks: Locks,
+           reporter: Reporter, clock: Clock, labels: dict[str, str] | None = None) -> RunResult:
+    """Back up every selected guest; a node that could not be searched is a failed item."""
+    targets = selection.targets
+    run_id = catalog.start_run("backup", {"guests": [str(t.guest.ref) for t in targets],
+                                          "repository": repo.name}, clock.now())
+    items = []
+    try:
+        for node, error in selection.unreachable:
+            with attempt("*", node) as a:
+                raise error
+            assert a.outcome is not None
+            catalog.record_item(run_id, a.outcome)
+            items.append(a.outcome)
+            _report(reporter, a)
+        for target in targets:
+            with attempt(str(target.guest.ref), target.node.name) as a:
+                _backup_one(a, target, repo, catalog, locks, reporter, clock, labels or {})
+            assert a.outcome is not None
+            catalog.record_item(run_id, a.outcome)
+            items.append(a.outcome)
+            _report(reporter, a)
+    except BaseException:
+        catalog.finish_run(run_id, "aborted", clock.now())
+        raise
+    status = overall(items)
+    catalog.finish_run(run_id, status, clock.now())
+    return RunResult("backup", status, tuple(items), run_id, {"repository": repo.name})
+
+
+def _backup_one(a: Attempt, target: Target, repo: Repository, catalog: Catalog, locks: Locks,
+                reporter: Reporter, clock: Clock, labels: dict[str, str]) -> None:
+    node, guest = target.node, target.guest
+    with locks.guest(guest.ref, "backup"):
+        catalog.upsert_guest(guest)
+        writer = None
+        try:
+            with node.platform.dump(guest, node.snapshotter) as dump:
+                writer = repo.new_point(PointDraft(
+                    guest=guest.ref, guest_name=guest.name, platform=node.platform.name,
+                    source_node=node.name, created=clock.now(), guest_config=dump.config,
+                    labels=labels))
+                with reporter.progress(f"backup {guest.ref} on {node.name}", None) as advance:
+                    writer.write(dump.stream, advance)
+            manifest = writer.commit()  # only after the dumper exited cleanly
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+    point = catalog.record_point(manifest, manifest.id, repo.name)
+    a.tally.point_id = point.id
+    a.tally.bytes_in = writer.stats.bytes_in
+    a.tally.new_bytes = writer.stats.new_bytes_stored
+
+
+def _report(reporter: Reporter, a: Attempt) -> None:
+    o = a.outcome
+    assert o is not None
+    if o.status == "ok":
+        reporter.info(f"{o.guest} on {o.node}: restore point {o.point_id and o.point_id[:12]}")
+    else:
+        reporter.warning(f"{o.guest} on {o.node}: {o.message}")

@@ -1,0 +1,62 @@
+"""Turning one guest's work into a ``GuestOutcome``: errors become results, not crashes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from ..errors import VzError
+from ..results import GuestOutcome
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Tally:
+    """What a guest's work filled in on success."""
+
+    point_id: str | None = None
+    bytes_in: int = 0
+    new_bytes: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Attempt:
+    guest: str
+    node: str | None
+    tally: Tally = field(default_factory=Tally)
+    outcome: GuestOutcome | None = None
+
+
+@contextmanager
+def attempt(guest: str, node: str | None, on_error: Callable[[VzError], None] | None = None
+            ) -> Iterator[Attempt]:
+    """Run one guest's work; a ``VzError`` or a bug becomes a failed outcome, with the
+    guest and node named. KeyboardInterrupt and SystemExit (SIGTERM) propagate."""
+    started = time.monotonic()
+    a = Attempt(guest, node)
+    try:
+        yield a
+    except VzError as e:
+        log.error("%s on %s: %s", guest, node, e)
+        if on_error:
+            on_error(e)
+        a.outcome = _failed(a, started, type(e).__name__, e.exit_code, str(e), e.hint)
+        return
+    except Exception as e:  # a bug: report it for this guest, carry on with the others
+        log.exception("%s on %s: unexpected error", guest, node)
+        a.outcome = _failed(a, started, type(e).__name__, 2, f"unexpected error: {e}",
+                            "This is a bug in vzbackup: please report it with the log.")
+        return
+    t = a.tally
+    a.outcome = GuestOutcome(guest, node, "ok", point_id=t.point_id, bytes_in=t.bytes_in,
+                             new_bytes=t.new_bytes, seconds=round(time.monotonic() - started, 3))
+
+
+def _failed(a: Attempt, started: float, error: str, code: int, message: str, hint: str | None) -> GuestOutcome:
+    return GuestOutcome(a.guest, a.node, "failed", seconds=round(time.monotonic() - started, 3),
+                        error=error, exit_code=code, message=message, hint=hint)

@@ -1,0 +1,54 @@
+"""``vzbackup verify``: re-read restore points' copies and record what was found."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..domain.points import RestorePoint
+from ..errors import IntegrityError, RepositoryError
+from ..ports import Catalog, Clock, Reporter, Repository
+from ..results import RunResult, overall
+from .outcome import attempt
+
+
+def verify(points: list[RestorePoint], repos: Mapping[str, Repository], catalog: Catalog,
+           reporter: Reporter, clock: Clock, *, full: bool = True) -> RunResult:
+    run_id = catalog.start_run("verify", {"points": [p.id for p in points], "full": full}, clock.now())
+    items = []
+    try:
+        for point in points:
+            for copy in point.copies:
+                repo = repos.get(copy.repository)
+                if repo is None:
+                    continue  # a copy in a repository this config does not name
+                with attempt(str(point.guest), copy.repository) as a:
+                    _verify_copy(point, repo, catalog, reporter, clock, full)
+                    a.tally.point_id = point.id
+                    a.tally.bytes_in = point.size
+                assert a.outcome is not None
+                catalog.record_item(run_id, a.outcome)
+                items.append(a.outcome)
+    except BaseException:
+        catalog.finish_run(run_id, "aborted", clock.now())
+        raise
+    status = overall(items)
+    catalog.finish_run(run_id, status, clock.now())
+    return RunResult("verify", status, tuple(items), run_id, {"level": "full" if full else "quick"})
+
+
+def _verify_copy(point: RestorePoint, repo: Repository, catalog: Catalog, reporter: Reporter,
+                 clock: Clock, full: bool) -> None:
+    label = f"verify {point.guest} {point.id[:12]} in {repo.name}"
+    try:
+        with reporter.progress(label, point.size if full else None) as advance:
+            report = repo.verify_point(point.id, full=full, advance=advance)
+    except RepositoryError:
+        catalog.record_copy_state(point.id, repo.name, "missing", clock.now())
+        raise
+    if not report.ok:
+        catalog.record_copy_state(point.id, repo.name, "corrupt", clock.now())
+        shown = "; ".join(report.problems[:5])
+        more = f" (and {len(report.problems) - 5} more)" if len(report.problems) > 5 else ""
+        raise IntegrityError(f"restore point {point.id[:12]} of {point.guest} in {repo.name}: "
+                             f"{shown}{more}")
+    catalog.record_copy_state(point.id, repo.name, "ok", clock.now())

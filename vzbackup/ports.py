@@ -1,0 +1,204 @@
+"""The interfaces operations see. Only ``wiring.py`` knows the classes behind them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from .domain.guests import GuestRef
+from .domain.manifest import Manifest
+from .domain.points import RestorePoint
+
+Advance = Callable[[int], None]  # progress callback: "n more bytes done"
+
+
+# ---- storage -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    mtime: float  # seconds since the epoch
+
+
+class Backend(Protocol):
+    """A whole-object store. Keys are '/'-separated relative paths.
+
+    ``put`` is atomic: readers see the old object, or the whole new one, never a part.
+    Errors are ``vzbackup.errors.RepositoryError``; ``get`` of a missing key raises
+    ``ObjectNotFound``.
+    """
+
+    url: str  # for messages: never holds a secret
+    capabilities: frozenset[str]
+
+    def put(self, key: str, data: bytes) -> None: ...
+    def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes: ...
+    def stat(self, key: str) -> ObjectInfo | None: ...
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+    def delete(self, key: str) -> None: ...
+    def flush(self) -> None:
+        """Make every object put so far durable (fsync). Called before a manifest is written."""
+        ...
+
+
+@dataclass(frozen=True)
+class PointDraft:
+    """What a backup knows before the stream is read; the repository adds the rest."""
+
+    guest: GuestRef
+    guest_name: str
+    platform: str
+    source_node: str
+    created: datetime
+    guest_config: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WriteStats:
+    bytes_in: int = 0
+    chunks: int = 0
+    new_chunks: int = 0
+    new_bytes_stored: int = 0  # after compression and encryption
+
+
+class PointWriter(Protocol):
+    def write(self, stream: BinaryIO, advance: Advance | None = None) -> None:
+        """Read ``stream`` to EOF, storing every chunk the repository lacks."""
+        ...
+
+    def commit(self) -> Manifest:
+        """Flush the chunks, then write the manifest atomically. Returns it (``.id``)."""
+        ...
+
+    def abort(self) -> None:
+        """Forget the point; chunks already written stay for GC to collect."""
+        ...
+
+    @property
+    def stats(self) -> WriteStats: ...
+
+
+class PointReader(Protocol):
+    """A restore point's stream. Every chunk is checked as it is read; reaching EOF also
+    checks the whole stream's SHA-256. A mismatch raises ``IntegrityError`` naming the
+    restore point and the chunk."""
+
+    manifest: Manifest
+
+    def read(self, n: int = -1) -> bytes: ...
+    def readinto(self, buf: Any) -> int: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    point_id: str
+    ok: bool
+    chunks_checked: int
+    problems: tuple[str, ...] = ()
+
+
+class Repository(Protocol):
+    name: str
+    url: str
+
+    def new_point(self, draft: PointDraft) -> PointWriter: ...
+    def open_point(self, point_id: str) -> PointReader: ...
+    def load_manifest(self, point_id: str) -> Manifest: ...
+    def point_ids(self) -> Iterator[str]: ...
+    def verify_point(self, point_id: str, *, full: bool = True, advance: Advance | None = None) -> VerifyReport: ...
+
+
+# ---- nodes -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GuestInfo:
+    ref: GuestRef
+    name: str
+    node: str
+    status: str = "unknown"  # running | stopped | unknown
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Dump:
+    """An open dump: read ``stream`` to EOF; leaving the context checks the dumper's exit."""
+
+    guest: GuestInfo
+    stream: BinaryIO
+    config: dict[str, Any]
+
+
+class Snapshotter(Protocol):
+    name: str
+
+    def snapshot(self, path: Path, tag: str) -> AbstractContextManager[Path]:
+        """A read-only, consistent view of ``path``, removed on exit whatever happens."""
+        ...
+
+
+class Platform(Protocol):
+    name: str
+
+    def list_guests(self) -> list[GuestInfo]: ...
+    def find_guest(self, ref: GuestRef) -> GuestInfo | None: ...
+
+    def dump(self, guest: GuestInfo, snapshotter: Snapshotter) -> AbstractContextManager[Dump]:
+        """Open a dump stream of ``guest``. Raises ``DumpFailed`` on entry or on exit."""
+        ...
+
+    def restore(self, target: GuestRef, stream: BinaryIO, *, name: str, config: dict[str, Any],
+                force: bool = False) -> GuestInfo:
+        """Create ``target`` from ``stream``. Reads the stream to EOF *before* the guest is put
+        in place, so a stream that fails verification never replaces anything. Raises
+        ``GuestExists`` (without ``force``), ``UnsafeArchive``, ``RestoreFailed``."""
+        ...
+
+
+class Node(Protocol):
+    name: str
+    platform: Platform
+    snapshotter: Snapshotter
+
+    def check(self) -> None:
+        """Raise ``NodeUnreachable`` unless the node answers."""
+        ...
+
+
+# ---- catalogue, locks, reporting ----------------------------------------------------------
+
+
+class Catalog(Protocol):
+    def upsert_guest(self, guest: GuestInfo) -> None: ...
+    def guests(self) -> list[GuestInfo]: ...
+    def record_point(self, manifest: Manifest, point_id: str, repository: str) -> RestorePoint: ...
+    def points(self, guest: GuestRef | None = None) -> list[RestorePoint]: ...
+    def point(self, id_or_prefix: str) -> RestorePoint: ...
+    def record_copy_state(self, point_id: str, repository: str, state: str, when: datetime) -> None: ...
+    def start_run(self, kind: str, args: dict[str, Any], when: datetime) -> int: ...
+    def record_item(self, run_id: int, item: Any) -> None: ...
+    def finish_run(self, run_id: int, status: str, when: datetime) -> None: ...
+
+
+class Locks(Protocol):
+    def guest(self, ref: GuestRef, purpose: str) -> AbstractContextManager[None]:
+        """Hold the guest's lock; raise ``LockBusy`` at once if another process has it."""
+        ...
+
+
+class Reporter(Protocol):
+    def info(self, message: str) -> None: ...
+    def warning(self, message: str) -> None: ...
+    def progress(self, description: str, total: int | None) -> AbstractContextManager[Advance]: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
