@@ -5,7 +5,6 @@ Only this module imports concrete adapters; operations receive them as ``ports``
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +17,7 @@ from .nodes.local import LocalNode
 from .platforms.directory import DirectoryPlatform
 from .ports import Catalog, Node, Repository, Reporter, Snapshotter
 from .repo.backends import open_backend
+from .repo.keys import Passphrase
 from .repo.repository import init_chunk_repository, open_chunk_repository
 from .snapshots.btrfs import BtrfsSnapshotter
 from .snapshots.none import NoSnapshot
@@ -93,25 +93,13 @@ def build_node(nc: NodeConfig) -> Node:
     return LocalNode(nc.name, DirectoryPlatform(nc.root, nc.name), snapshotter, nc.root)
 
 
-def read_passphrase(rc: RepositoryConfig) -> str | None:
+def read_passphrase(rc: RepositoryConfig) -> Passphrase | None:
     """From the file or the environment variable the config names; never from argv."""
     if rc.encryption == "none":
         return None
     if rc.passphrase_env:
-        value = os.environ.get(rc.passphrase_env)
-        if not value:
-            raise KeyUnavailable(f"repository {rc.name}: environment variable {rc.passphrase_env} "
-                                 "is not set")
-        return value
-    path = Path(rc.passphrase_file or "")
-    try:
-        value = path.read_text(encoding="utf-8").splitlines()[0].strip() if path.is_file() else ""
-    except (OSError, IndexError):
-        value = ""
-    if not value:
-        raise KeyUnavailable(f"repository {rc.name}: passphrase file {path} is missing, "
-                             "unreadable or empty")
-    return value
+        return Passphrase.from_env(rc.passphrase_env)
+    return Passphrase.from_file(rc.passphrase_file or "")
 
 
 def secrets_of(config: Config) -> set[str]:
@@ -123,5 +111,5 @@ def secrets_of(config: Config) -> set[str]:
         except KeyUnavailable:
             continue
         if value:
-            found.add(value)
+            found.add(value.reveal().decode("utf-8", "replace"))
     return found

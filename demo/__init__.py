@@ -1,0 +1,1 @@
+"""The demo lab: realistic guests on three directory nodes (used by 'make demo' and bench/)."""
