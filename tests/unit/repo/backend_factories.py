@@ -1,0 +1,49 @@
+"""Every ``ports.Backend`` implementation the contract suite runs against.
+
+Adding a backend is one entry in ``BACKEND_FACTORIES``: a function ``(request, tmp_path) ->
+BackendCase``. A server-backed factory asks for its server fixture with
+``request.getfixturevalue(...)`` (and uses ``tests.support.require``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from vzbackup.ports import Backend
+from vzbackup.repo.backends import open_backend
+
+
+@dataclass
+class BackendCase:
+    backend: Backend
+    # Leaves in the store what a process killed in the middle of ``put(key, data)`` leaves.
+    leave_partial_put: Callable[[str, bytes], None]
+
+
+def local_backend(request: pytest.FixtureRequest, tmp_path: Path) -> BackendCase:
+    root = tmp_path / "store"
+    backend = open_backend(root.as_uri())
+
+    def leave_partial_put(key: str, data: bytes) -> None:
+        folder, _, name = key.rpartition("/")
+        where = root / folder if folder else root
+        where.mkdir(parents=True, exist_ok=True)
+        (where / f".{name}.deadbeef0000.tmp").write_bytes(data[: len(data) // 2])
+
+    return BackendCase(backend, leave_partial_put)
+
+
+def local_backend_fsync(request: pytest.FixtureRequest, tmp_path: Path) -> BackendCase:
+    case = local_backend(request, tmp_path)
+    case.backend = open_backend(case.backend.url, durability="fsync")
+    return case
+
+
+BACKEND_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], BackendCase]] = {
+    "local": local_backend,
+    "local-fsync": local_backend_fsync,
+}

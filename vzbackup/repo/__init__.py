@@ -1,0 +1,1 @@
+"""The repository: content-defined chunks, zstd + AES-256-GCM, manifests written last."""
