@@ -73,27 +73,32 @@ def make_vm(node_root: Path, vmid: int, name: str, *, size_mib: int, data_mib: i
 
 
 def change_container(guest: Path, fraction: float, seed: int) -> int:
-    """Modify ``fraction`` of the files (rewrite part of each), append to the log, add a few
-    files. Returns the bytes written."""
+    """A night's change: ``fraction`` of the files modified in place (text with text,
+    binaries with random bytes), the log appended, a few files added and removed.
+    Returns the bytes written."""
     rng = random.Random(seed)
     root = guest / "rootfs"
     files = sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
     written = 0
     for p in rng.sample(files, max(1, int(len(files) * fraction))):
         size = p.stat().st_size
-        span = max(1, min(size, 4096))
+        span = max(1, min(size, rng.choice((512, 4096, 16384))))
+        data = _text(rng, span) if p.suffix == ".txt" else rng.randbytes(span)
         with open(p, "r+b") as f:
             f.seek(rng.randrange(max(1, size - span + 1)))
-            f.write(rng.randbytes(span))
+            f.write(data)
         written += span
     log = root / "var/log/app/access.log"
-    extra = _text(rng, 64 * 1024)
+    extra = _text(rng, max(64 * 1024, log.stat().st_size // 50))
     with open(log, "ab") as f:
         f.write(extra)
-    for i in range(10):
-        data = _text(rng, 2000)
+    for i in range(max(5, len(files) // 200)):
+        data = _text(rng, rng.randint(500, 20000))
         _write(root / "srv/www/static" / f"new-{seed}-{i}.txt", data, 0o644)
         written += len(data)
+    for p in rng.sample(files, max(1, len(files) // 500)):
+        if p.exists() and p.suffix == ".txt":
+            p.unlink()
     return written + len(extra)
 
 
@@ -124,13 +129,24 @@ def _symlink(target: str, link: Path) -> None:
     os.symlink(target, link)
 
 
+_CORPUS: list[bytes] = []
+
+
 def _text(rng: random.Random, size: int) -> bytes:
+    """Log-like text: short slices of a 4 MiB corpus of generated lines, fast to make in bulk."""
+    if not _CORPUS:
+        crng = random.Random(0)
+        lines = (" ".join(crng.choices(WORDS, k=crng.randint(4, 14))) + f" {crng.randint(0, 10**9)}\n"
+                 for _ in range(80_000))
+        _CORPUS.append("".join(lines).encode())
+    corpus = _CORPUS[0]
     out, n = [], 0
     while n < size:
-        line = " ".join(rng.choices(WORDS, k=rng.randint(4, 14))) + f" {rng.randint(0, 10**9)}\n"
-        out.append(line)
-        n += len(line)
-    return "".join(out).encode()[:size]
+        take = min(size - n, rng.randint(512, 8192))  # short: chunks span slices, stay unique
+        start = rng.randrange(len(corpus) - take)
+        out.append(corpus[start:start + take])
+        n += take
+    return b"".join(out)
 
 
 def _pages(rng: random.Random, size: int) -> bytes:

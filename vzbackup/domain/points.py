@@ -13,6 +13,7 @@ class Copy:
     repository: str
     state: str  # "ok" | "missing" | "corrupt" | "unverified"
     verified_at: datetime | None = None
+    verified_level: str | None = None  # "quick" | "full": how the last check read it
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,7 @@ def _restore(a: Attempt, plan: RestorePlan, catalog: Catalog, locks: Locks,
             try:
                 guest = _restore_from(a, plan, repo, reporter)
                 catalog.upsert_guest(guest)
-                catalog.record_copy_state(plan.point.id, repo.name, "ok", clock.now())
+                catalog.record_copy_state(plan.point.id, repo.name, "ok", clock.now(), "full")
                 return
             except (IntegrityError, RepositoryError) as e:
                 state = "corrupt" if isinstance(e, IntegrityError) else "missing"

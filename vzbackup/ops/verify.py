@@ -12,7 +12,9 @@ from .outcome import attempt
 
 
 def verify(points: list[RestorePoint], repos: Mapping[str, Repository], catalog: Catalog,
-           reporter: Reporter, clock: Clock, *, full: bool = True) -> RunResult:
+           reporter: Reporter, clock: Clock, *, full: bool = True, repair: bool = False) -> RunResult:
+    """Verify every copy of ``points``. With ``repair``, damaged chunks are quarantined so
+    that the next backup of the same data stores them again."""
     run_id = catalog.start_run("verify", {"points": [p.id for p in points], "full": full}, clock.now())
     items = []
     try:
@@ -22,7 +24,7 @@ def verify(points: list[RestorePoint], repos: Mapping[str, Repository], catalog:
                 if repo is None:
                     continue  # a copy in a repository this config does not name
                 with attempt(str(point.guest), copy.repository) as a:
-                    _verify_copy(point, repo, catalog, reporter, clock, full)
+                    _verify_copy(point, repo, catalog, reporter, clock, full, repair)
                     a.tally.point_id = point.id
                     a.tally.bytes_in = point.size
                 assert a.outcome is not None
@@ -37,18 +39,23 @@ def verify(points: list[RestorePoint], repos: Mapping[str, Repository], catalog:
 
 
 def _verify_copy(point: RestorePoint, repo: Repository, catalog: Catalog, reporter: Reporter,
-                 clock: Clock, full: bool) -> None:
+                 clock: Clock, full: bool, repair: bool) -> None:
     label = f"verify {point.guest} {point.id[:12]} in {repo.name}"
+    level = "full" if full else "quick"
     try:
         with reporter.progress(label, point.size if full else None) as advance:
             report = repo.verify_point(point.id, full=full, advance=advance)
     except RepositoryError:
-        catalog.record_copy_state(point.id, repo.name, "missing", clock.now())
+        catalog.record_copy_state(point.id, repo.name, "missing", clock.now(), level)
         raise
     if not report.ok:
-        catalog.record_copy_state(point.id, repo.name, "corrupt", clock.now())
+        catalog.record_copy_state(point.id, repo.name, "corrupt", clock.now(), level)
+        if repair and report.damaged_chunks:
+            moved = repo.quarantine_chunks(report.damaged_chunks)
+            reporter.warning(f"{repo.name}: {moved} damaged chunk(s) of {point.id[:12]} moved to "
+                             "quarantine; back up the guest again to store them anew")
         shown = "; ".join(report.problems[:5])
         more = f" (and {len(report.problems) - 5} more)" if len(report.problems) > 5 else ""
         raise IntegrityError(f"restore point {point.id[:12]} of {point.guest} in {repo.name}: "
                              f"{shown}{more}")
-    catalog.record_copy_state(point.id, repo.name, "ok", clock.now())
+    catalog.record_copy_state(point.id, repo.name, "ok", clock.now(), level)
