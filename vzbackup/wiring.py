@@ -60,7 +60,7 @@ class App:
             rc = self._repo_config(name)
             self._repos[name] = open_chunk_repository(
                 name, open_backend(rc.url), passphrase=read_passphrase(rc),
-                cache_dir=self.config.cache_dir)
+                cache_dir=self.config.cache_dir, compression_level=rc.compression_level)
         return self._repos[name]
 
     def repositories(self) -> dict[str, Repository]:
