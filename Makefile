@@ -30,6 +30,7 @@ bench: $(STAMP)
 
 docs: $(STAMP)
 	$(PY) -m scripts.gen_exit_codes > docs/reference/exit-codes.md
+	$(PY) -m scripts.gen_cli_reference > docs/reference/cli.md
 
 clean:
 	rm -rf $(VENV) .demo-lab .pytest_cache

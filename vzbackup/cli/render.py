@@ -34,10 +34,10 @@ class ConsoleReporter:
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.err.print(message, markup=False)
+            self.err.print(message, markup=False, soft_wrap=True)
 
     def warning(self, message: str) -> None:
-        self.err.print(f"warning: {message}", style="yellow", markup=False)
+        self.err.print(f"warning: {message}", style="yellow", markup=False, soft_wrap=True)
 
     @contextmanager
     def progress(self, description: str, total: int | None) -> Iterator[Advance]:
@@ -85,19 +85,21 @@ def render_run(result: RunResult, as_json: bool) -> None:
     if as_json:
         emit_json(result.kind, result.to_dict())
         return
-    t = table("guest", "node", "status", "point", "read", "stored", "seconds", "message")
+    stored = result.kind == "backup"
+    t = table("guest", "node", "status", "point", "bytes", *(["stored"] if stored else []),
+              "seconds", "message")
     for o in result.items:
         t.add_row(o.guest, o.node or "-", o.status, (o.point_id or "-")[:12],
-                  human_bytes(o.bytes_in), human_bytes(o.new_bytes), f"{o.seconds:.1f}",
-                  o.message or "")
+                  human_bytes(o.bytes_in), *([human_bytes(o.new_bytes)] if stored else []),
+                  f"{o.seconds:.1f}", o.message or "")
     print_table(t)
 
 
 def render_error(error: VzError) -> None:
     err = Console(stderr=True, highlight=False)
-    err.print(f"error: {error.message}", style="red", markup=False)
+    err.print(f"error: {error.message}", style="red", markup=False, soft_wrap=True)
     if error.hint:
-        err.print(f"next step: {error.hint}", markup=False)
+        err.print(f"next step: {error.hint}", markup=False, soft_wrap=True)
 
 
 def run_exit_code(result: RunResult) -> int:

@@ -188,6 +188,11 @@ def test_exit_code_reference_is_current():
     assert (TOP / "docs/reference/exit-codes.md").read_text() == render(), "run 'make docs'"
 
 
+def test_cli_reference_is_current():
+    from scripts.gen_cli_reference import render
+    assert (TOP / "docs/reference/cli.md").read_text() == render(), "run 'make docs'"
+
+
 def test_every_exit_code_has_a_test():
     tested = {int(n.split("_")[1]) for n in globals() if n.startswith("test_") and n.split("_")[1].isdigit()}
     documented = {c.exit_code for c in all_error_classes()} - {2}
