@@ -20,6 +20,7 @@ test-deps:
 	@scripts/install-test-deps
 
 lint: $(STAMP)
+	$(VENV)/bin/ruff check --quiet vzbackup tests demo bench scripts
 	$(VENV)/bin/lint-imports --config pyproject.toml
 
 test: $(STAMP) test-deps lint

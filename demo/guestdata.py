@@ -65,7 +65,7 @@ def make_vm(node_root: Path, vmid: int, name: str, *, size_mib: int, data_mib: i
     image = guest / "disk-0.raw"
     with open(image, "wb") as f:
         f.truncate(size_mib * 1024 * 1024)
-        for i in range(data_mib):
+        for _ in range(data_mib):
             f.seek(rng.randrange(size_mib) * 1024 * 1024)
             block = rng.randbytes(512 * 1024) + _text(rng, 512 * 1024)
             f.write(block)

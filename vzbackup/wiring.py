@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 from .catalog import open_catalog
 from .config import Config, NodeConfig, RepositoryConfig

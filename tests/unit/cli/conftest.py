@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from demo.guestdata import make_container, make_vm
+from demo.guestdata import make_container, make_vm, write_guest_config
 from vzbackup.cli.main import main
 
+TOP = Path(__file__).resolve().parents[3]
 CONFIG = """
 [state]
 dir = "state"
@@ -58,6 +61,20 @@ class Lab:
 
     def node(self, name: str) -> Path:
         return self.root / name
+
+    def add_random_vm(self, node: str, vmid: int, mib: int) -> None:
+        """A VM whose image is ``mib`` MiB of random bytes: slow enough to interrupt."""
+        vm = self.node(node) / f"vm{vmid}"
+        vm.mkdir()
+        write_guest_config(vm, {"name": f"big{vmid}", "scsi0": "disk-0.raw"})
+        with open(vm / "disk-0.raw", "wb") as f:
+            for _ in range(mib):
+                f.write(os.urandom(1 << 20))
+
+    def subprocess_argv(self, *args: str) -> tuple[list[str], dict[str, str]]:
+        """argv and environment to run vzbackup in a child process, as a user would."""
+        env = {**os.environ, "PYTHONPATH": str(TOP)}
+        return [sys.executable, "-m", "vzbackup", "--config", str(self.config), *args], env
 
 
 @pytest.fixture

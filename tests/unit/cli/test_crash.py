@@ -3,27 +3,14 @@ backup succeeds (DESIGN: manifest last)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
-
-from demo.guestdata import write_guest_config
-
-TOP = Path(__file__).resolve().parents[3]
 
 
 def test_sigkill_at_any_moment_leaves_only_whole_points(lab):
-    vm = lab.node("node1") / "vm300"
-    vm.mkdir()
-    write_guest_config(vm, {"name": "big", "scsi0": "disk-0.raw"})
-    with open(vm / "disk-0.raw", "wb") as f:
-        for _ in range(96):
-            f.write(os.urandom(1 << 20))
-    env = {**os.environ, "PYTHONPATH": str(TOP)}
-    base = [sys.executable, "-m", "vzbackup", "--quiet", "--config", str(lab.config)]
+    lab.add_random_vm("node1", 300, 96)
+    base, env = lab.subprocess_argv("--quiet")
     subprocess.run(base + ["repo", "init"], check=True, env=env)
     for delay in (0.3, 0.6, 0.9, 1.2, 1.6):
         proc = subprocess.Popen(base + ["backup", "--all"], env=env, stdout=subprocess.DEVNULL,

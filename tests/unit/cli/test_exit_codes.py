@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from tests.support import is_root, require
 from vzbackup.domain.guests import GuestRef
@@ -155,15 +153,8 @@ def test_20_mixed_failures(backed_up):
 
 
 def test_143_sigterm_during_backup_is_recorded_aborted(lab):
-    from demo.guestdata import write_guest_config
-    vm = lab.node("node1") / "vm300"
-    vm.mkdir()
-    write_guest_config(vm, {"name": "big", "scsi0": "disk-0.raw"})
-    with open(vm / "disk-0.raw", "wb") as f:
-        for _ in range(300):
-            f.write(os.urandom(1 << 20))
-    env = {**os.environ, "PYTHONPATH": str(TOP)}
-    base = [sys.executable, "-m", "vzbackup", "--config", str(lab.config)]
+    lab.add_random_vm("node1", 300, 300)
+    base, env = lab.subprocess_argv()
     subprocess.run(base + ["repo", "init"], check=True, env=env, capture_output=True)
     proc = subprocess.Popen(base + ["backup", "vm300"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
