@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from vzbackup.ports import Backend
+from tests.lab.s3 import reset_moto
 from vzbackup.repo.backends import open_backend
 
 
@@ -43,7 +44,24 @@ def local_backend_fsync(request: pytest.FixtureRequest, tmp_path: Path) -> Backe
     return case
 
 
+def s3_moto_backend(request: pytest.FixtureRequest, tmp_path: Path) -> BackendCase:
+    endpoint = request.getfixturevalue("moto_endpoint")
+    reset_moto(endpoint)
+    backend = open_backend("s3://vzbackup-test/repo", endpoint_url=endpoint, region="us-east-1",
+                           access_key="test", secret_key="test-secret")
+    backend.create_bucket()
+
+    def leave_partial_put(key: str, data: bytes) -> None:
+        client = backend._client  # an upload begun and never completed
+        up = client.create_multipart_upload(Bucket=backend.bucket, Key=backend.prefix + key)
+        client.upload_part(Bucket=backend.bucket, Key=backend.prefix + key, PartNumber=1,
+                           UploadId=up["UploadId"], Body=data[: len(data) // 2])
+
+    return BackendCase(backend, leave_partial_put)
+
+
 BACKEND_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], BackendCase]] = {
     "local": local_backend,
     "local-fsync": local_backend_fsync,
+    "s3-moto": s3_moto_backend,
 }

@@ -30,4 +30,11 @@ def open_backend(url: str, **options: Any) -> Backend:
     return factory(url, **options)
 
 
+def _s3(url: str, **options: Any) -> Backend:
+    from .s3 import S3Backend  # boto3 costs ~0.3 s to import: only when an s3:// URL is used
+
+    return S3Backend.from_url(url, **options)
+
+
 register_backend("file", LocalBackend.from_url)
+register_backend("s3", _s3)
