@@ -6,6 +6,9 @@ import os
 
 import pytest
 
+# The servers the suite starts (PostgreSQL, S3, sshd), as session fixtures for every test.
+pytest_plugins = ["tests.lab.pg", "tests.lab.s3", "tests.lab.ssh"]
+
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch, tmp_path):

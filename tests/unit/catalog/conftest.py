@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.lab.pg import pg_server, pg_url  # noqa: F401  (fixtures)
 from vzbackup.catalog import SqlCatalog, open_catalog
 
 

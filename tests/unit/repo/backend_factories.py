@@ -7,6 +7,7 @@ BackendCase``. A server-backed factory asks for its server fixture with
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +61,25 @@ def s3_moto_backend(request: pytest.FixtureRequest, tmp_path: Path) -> BackendCa
     return BackendCase(backend, leave_partial_put)
 
 
+def sftp_backend(request: pytest.FixtureRequest, tmp_path: Path) -> BackendCase:
+    lab = request.getfixturevalue("ssh_lab")
+    node = lab.nodes[0]
+    root = node.data / f"repo-{secrets.token_hex(4)}"
+    backend = open_backend(f"sftp://root@127.0.0.1:{node.port}{root}", key_file=str(lab.client_key),
+                           known_hosts=str(lab.known_hosts))
+
+    def leave_partial_put(key: str, data: bytes) -> None:
+        folder, _, name = key.rpartition("/")
+        where = root / folder if folder else root
+        where.mkdir(parents=True, exist_ok=True)
+        (where / f".{name}.deadbeef0000.tmp").write_bytes(data[: len(data) // 2])
+
+    return BackendCase(backend, leave_partial_put)
+
+
 BACKEND_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], BackendCase]] = {
     "local": local_backend,
     "local-fsync": local_backend_fsync,
     "s3-moto": s3_moto_backend,
+    "sftp": sftp_backend,
 }

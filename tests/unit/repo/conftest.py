@@ -14,7 +14,6 @@ from vzbackup.repo.chunker import ChunkerParams
 from vzbackup.repo.repository import (ChunkRepository, init_chunk_repository,
                                       open_chunk_repository)
 
-from tests.lab.s3 import moto_endpoint  # noqa: F401  (fixture)
 
 from .backend_factories import BACKEND_FACTORIES, BackendCase
 

@@ -36,5 +36,12 @@ def _s3(url: str, **options: Any) -> Backend:
     return S3Backend.from_url(url, **options)
 
 
+def _sftp(url: str, **options: Any) -> Backend:
+    from .sftp import SftpBackend  # paramiko likewise
+
+    return SftpBackend.from_url(url, **options)
+
+
 register_backend("file", LocalBackend.from_url)
+register_backend("sftp", _sftp)
 register_backend("s3", _s3)
