@@ -31,7 +31,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool, quiet: bool)
 
 
 def _register() -> None:
-    from . import backup, config_cmd, points, repo, restore, verify  # noqa: F401  (commands attach)
+    from . import backup, catalog_cmd, config_cmd, points, repo, restore, verify  # noqa: F401  (commands attach)
 
 
 def _on_sigterm(signum, frame):  # noqa: ANN001
