@@ -107,6 +107,13 @@ class VerifyReport:
     damaged_chunks: tuple[bytes, ...] = ()  # present but failing their check
 
 
+@dataclass(frozen=True)
+class CopyStats:
+    chunks: int  # chunks the point has
+    chunks_sent: int  # chunks the target lacked and received
+    bytes_sent: int
+
+
 class Repository(Protocol):
     name: str
     url: str
@@ -116,6 +123,12 @@ class Repository(Protocol):
     def load_manifest(self, point_id: str) -> Manifest: ...
     def point_ids(self) -> Iterator[str]: ...
     def verify_point(self, point_id: str, *, full: bool = True, advance: Advance | None = None) -> VerifyReport: ...
+
+    def copy_point(self, point_id: str, target: "Repository", advance: Advance | None = None
+                   ) -> CopyStats:
+        """Copy a point to ``target`` (a replica of this repository): the chunks it lacks,
+        then the manifest. Idempotent and resumable."""
+        ...
 
     def quarantine_chunks(self, chunk_ids: tuple[bytes, ...]) -> int:
         """Move damaged chunks out of the way so the next backup of the same data stores

@@ -31,7 +31,8 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool, quiet: bool)
 
 
 def _register() -> None:
-    from . import backup, catalog_cmd, config_cmd, points, repo, restore, verify  # noqa: F401  (commands attach)
+    from . import (backup, catalog_cmd, config_cmd, points, repo, replicate,  # noqa: F401
+                   restore, verify)  # (the commands attach themselves)
 
 
 def _on_sigterm(signum, frame):  # noqa: ANN001

@@ -149,9 +149,12 @@ def _build(path: Path, doc: dict, problems: list[str]) -> Config:
 
     state_dir = p(doc["state"]["dir"])
     assert state_dir is not None
-    repos = {n: RepositoryConfig(n, _absolute_file_url(r["url"], base), r["encryption"], p(r["passphrase_file"]),
-                                 r["passphrase_env"], r["compression_level"], r["chunk_avg_kib"])
-             for n, r in doc["repositories"].items()}
+    repos = {n: RepositoryConfig(
+        n, _absolute_file_url(r["url"], base), r["encryption"], p(r["passphrase_file"]),
+        r["passphrase_env"], r["compression_level"], r["chunk_avg_kib"], r["bwlimit_mib"],
+        p(r["key_file"]), p(r["known_hosts"]), r["accept_new_host_key"], r["endpoint_url"],
+        r["region"], r["path_style"], p(r["credentials_file"]), r["sse"])
+        for n, r in doc["repositories"].items()}
     nodes = {n: NodeConfig(n, v["transport"], v["platform"], v["snapshotter"], p(v["root"]))  # type: ignore[arg-type]
              for n, v in doc["nodes"].items()}
     _cross_check(path, doc, repos, problems)
@@ -166,9 +169,17 @@ def _build(path: Path, doc: dict, problems: list[str]) -> Config:
         log_level=doc["log"]["level"],
         backup_repository=doc["backup"]["repository"],
         backup_labels=dict(_label(lbl) for lbl in doc["backup"]["labels"]),
+        replicate_to=tuple(doc["backup"]["replicate_to"]),
         nodes=nodes,
         repositories=repos,
     )
+
+
+_SCHEME_KEYS = {
+    "file": (),
+    "sftp": ("key_file", "known_hosts", "accept_new_host_key"),
+    "s3": ("endpoint_url", "region", "path_style", "credentials_file", "sse"),
+}
 
 
 def _absolute_file_url(url: str, base: Path) -> str:
@@ -192,10 +203,19 @@ def _cross_check(path: Path, doc: dict, repos: dict[str, RepositoryConfig], prob
             problems.append(f"{path}: backup.labels: {lbl!r} is not KEY=VALUE")
     if not doc["nodes"]:
         problems.append(f"{path}: nodes: at least one node is required ([nodes.NAME])")
+    for target in doc["backup"]["replicate_to"]:
+        if target not in repos:
+            problems.append(f"{path}: backup.replicate_to: no repository named {target!r}")
     for name, r in repos.items():
-        if not r.url.startswith("file://"):
+        if r.scheme not in _SCHEME_KEYS:
             problems.append(f"{path}: repositories.{name}.url: unsupported scheme "
-                            f"(supported: file:///path)")
+                            "(supported: file:///path, sftp://user@host/path, s3://bucket/prefix)")
+            continue
+        for key in _SCHEME_KEYS.keys() - {r.scheme}:
+            for option in _SCHEME_KEYS[key]:
+                if doc["repositories"][name][option] != SCHEMA["repositories"].options[option].default:
+                    problems.append(f"{path}: repositories.{name}.{option}: only for {key}:// "
+                                    "repositories")
         if r.encryption != "none" and not (r.passphrase_file or r.passphrase_env):
             problems.append(f"{path}: repositories.{name}: encryption needs passphrase_file "
                             "or passphrase_env")

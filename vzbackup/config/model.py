@@ -24,6 +24,19 @@ class RepositoryConfig:
     passphrase_env: str
     compression_level: int
     chunk_avg_kib: int
+    bwlimit_mib: int = 0
+    key_file: Path | None = None
+    known_hosts: Path | None = None
+    accept_new_host_key: bool = False
+    endpoint_url: str = ""
+    region: str = ""
+    path_style: bool = True
+    credentials_file: Path | None = None
+    sse: str = ""
+
+    @property
+    def scheme(self) -> str:
+        return self.url.partition("://")[0]
 
 
 @dataclass(frozen=True)
@@ -36,5 +49,6 @@ class Config:
     log_level: str
     backup_repository: str
     backup_labels: dict[str, str]
+    replicate_to: tuple[str, ...] = ()
     nodes: dict[str, NodeConfig] = field(default_factory=dict)
     repositories: dict[str, RepositoryConfig] = field(default_factory=dict)

@@ -52,6 +52,8 @@ SCHEMA: dict[str, Section] = {
     "backup": Section({
         "repository": Option("str", doc="Name of the repository (under [repositories]) that backups write to."),
         "labels": Option("list[str]", [], doc="Labels KEY=VALUE added to every restore point."),
+        "replicate_to": Option("list[str]", [],
+                               doc="Repositories 'vzbackup replicate' copies new restore points to."),
     }, doc="Defaults of 'vzbackup backup'."),
     "nodes": Section({
         "transport": Option("str", "local", choices=("local",),
@@ -71,5 +73,17 @@ SCHEMA: dict[str, Section] = {
         "compression_level": Option("int", 3, minimum=1, maximum=19, doc="zstd level for new chunks."),
         "chunk_avg_kib": Option("int", 64, choices=(16, 32, 64, 128, 256, 512, 1024),
                                 doc="Average chunk size, fixed when the repository is initialised."),
+        "bwlimit_mib": Option("int", 0, minimum=0, doc="MiB/s at most to and from it; 0: no limit."),
+        "key_file": Option("path", "", doc="sftp://: the SSH private key; empty: the SSH agent."),
+        "known_hosts": Option("path", "", doc="sftp://: known_hosts file; empty: ~/.ssh/known_hosts."),
+        "accept_new_host_key": Option("bool", False,
+                                      doc="sftp://: trust a host key never seen (never a changed one)."),
+        "endpoint_url": Option("str", "", doc="s3://: the endpoint (Ceph RGW, MinIO...); empty: AWS."),
+        "region": Option("str", "", doc="s3://: the region; empty: us-east-1."),
+        "path_style": Option("bool", True, doc="s3://: path-style addressing (most self-hosted stores)."),
+        "credentials_file": Option("path", "", secret=False,
+                                   doc="s3://: AWS-style credentials file; empty: the environment."),
+        "sse": Option("str", "", choices=("", "AES256", "aws:kms"),
+                      doc="s3://: server-side encryption of every object."),
     }, named=True, doc="Repositories, one table each: [repositories.main]."),
 }

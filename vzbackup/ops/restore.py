@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..domain.guests import GuestRef
+from ..domain.placement import nearest_first
 from ..domain.points import RestorePoint, pick_point
 from ..errors import IntegrityError, PointNotFound, RepositoryError, UsageError, VzError
 from ..ports import Catalog, Clock, GuestInfo, Locks, Node, Repository, Reporter
@@ -44,7 +45,8 @@ def plan_restore(catalog: Catalog, nodes: Mapping[str, Node], repos: Mapping[str
     node = require_node(nodes, to_node)
     ref = resolve_known_guest(catalog.guests(), guest)
     chosen = _choose_point(catalog, ref, point, at)
-    sources = tuple(repos[c.repository] for c in chosen.copies if c.repository in repos)
+    usable = [repos[c.repository] for c in chosen.copies if c.repository in repos]
+    sources = tuple(usable[i] for i in nearest_first([r.url for r in usable]))
     target = GuestRef(ref.kind, as_id) if as_id else ref
     return RestorePlan(chosen, target, node, sources, force)
 

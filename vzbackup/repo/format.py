@@ -38,6 +38,11 @@ class RepoConfig:
     compression_level: int = 3
     encryption: str = "none"
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    family: str = ""  # shared by a repository and its replicas: same keys, same chunk ids
+
+    @property
+    def family_id(self) -> str:
+        return self.family or self.repo_id
 
     def to_bytes(self) -> bytes:
         doc = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "id": self.repo_id,
@@ -46,7 +51,7 @@ class RepoConfig:
                "compression": {"algorithm": "zstd", "level": self.compression_level},
                "encryption": self.encryption,
                "chunk_id": "hmac-sha256" if self.encrypted else "sha256",
-               "created": self.created}
+               "created": self.created, "family": self.family_id}
         return json.dumps(doc, indent=1, sort_keys=True).encode()
 
     @classmethod
@@ -65,7 +70,8 @@ class RepoConfig:
                 hint="Upgrade vzbackup on this host to a version that knows this format.")
         try:
             return cls(doc["id"], ChunkerParams.from_dict(doc["chunker"]),
-                       int(doc["compression"]["level"]), doc["encryption"], doc.get("created", ""))
+                       int(doc["compression"]["level"]), doc["encryption"], doc.get("created", ""),
+                       doc.get("family", ""))
         except (KeyError, TypeError, ValueError) as exc:
             raise RepositoryError(f"{where}: the {CONFIG_KEY} object is damaged ({exc})") from None
 
@@ -90,13 +96,7 @@ def init_repository(backend: Backend, *, encryption: str = "none",
     if encryption not in ENCRYPTIONS:
         raise RepositoryError(f"{backend.url}: unknown encryption {encryption!r} "
                               f"(choose {' or '.join(ENCRYPTIONS)})")
-    if backend.stat(CONFIG_KEY) is not None:
-        raise RepositoryError(f"{backend.url}: a repository already exists here",
-                              hint="Use another URL, or use the existing repository.")
-    stray = next((i.key for i in backend.list() if i.key not in _INIT_LEFTOVERS), None)
-    if stray is not None:
-        raise RepositoryError(f"{backend.url}: not empty (it holds {stray}); refusing to "
-                              "create a repository here", hint="Use an empty location.")
+    _refuse_non_empty(backend)
     if encryption != "none":
         if passphrase is None:
             raise KeyUnavailable(f"{backend.url}: an encrypted repository needs a passphrase")
@@ -109,6 +109,35 @@ def init_repository(backend: Backend, *, encryption: str = "none",
     log.info("initialised repository %s at %s (encryption %s)", config.repo_id, backend.url,
              encryption)
     return config
+
+
+def init_replica(source: Backend, source_config: RepoConfig, target: Backend) -> RepoConfig:
+    """Make the empty ``target`` a replica of the repository on ``source``: its own id, the
+    same family, chunker, compression and (sealed, same passphrase) key, so chunks and
+    manifests copy over as they are."""
+    _refuse_non_empty(target)
+    if source_config.encrypted:
+        target.put(KEY_OBJECT, source.get(KEY_OBJECT))
+    config = RepoConfig(secrets.token_hex(16), source_config.chunker,
+                        source_config.compression_level, source_config.encryption,
+                        family=source_config.family_id)
+    bump_generation(target)
+    target.flush()
+    target.put(CONFIG_KEY, config.to_bytes())
+    target.flush()
+    log.info("initialised repository %s at %s as a replica of %s", config.repo_id, target.url,
+             source.url)
+    return config
+
+
+def _refuse_non_empty(backend: Backend) -> None:
+    if backend.stat(CONFIG_KEY) is not None:
+        raise RepositoryError(f"{backend.url}: a repository already exists here",
+                              hint="Use another URL, or use the existing repository.")
+    stray = next((i.key for i in backend.list() if i.key not in _INIT_LEFTOVERS), None)
+    if stray is not None:
+        raise RepositoryError(f"{backend.url}: not empty (it holds {stray}); refusing to "
+                              "create a repository here", hint="Use an empty location.")
 
 
 def open_repository(backend: Backend, passphrase: Passphrase | None

@@ -16,14 +16,16 @@ from pathlib import Path
 
 from ..errors import IntegrityError, ObjectNotFound, PointNotFound, RepositoryError
 from ..domain.manifest import Manifest, short_id
-from ..ports import Advance, Backend, PointDraft, VerifyReport
+from ..ports import Advance, Backend, CopyStats, PointDraft, VerifyReport
 from .cache import ChunkCache
 from .chunker import Chunker, ChunkerParams
 from .codec import Codec
 from .format import (MANIFEST_PREFIX, RepoConfig, bump_generation, chunk_key, chunker_seed,
-                     init_repository, manifest_key, open_repository, read_generation)
+                     init_replica, init_repository, manifest_key, open_repository,
+                     read_generation)
 from .keys import KDF_COST, Passphrase, RepoKeys, as_passphrase
 from .reader import ChunkPointReader, OrderedFetcher, point_error, stream_problem
+from .replicate import copy_point
 from .writer import ChunkPointWriter
 
 log = logging.getLogger(__name__)
@@ -106,6 +108,14 @@ class ChunkRepository:
             return VerifyReport(point_id, not problems, checked, tuple(problems))
         checked, problems, damaged = self._verify_full(point_id, manifest, advance)
         return VerifyReport(point_id, not problems, checked, tuple(problems), tuple(damaged))
+
+    def copy_point(self, point_id: str, target: "ChunkRepository",  # type: ignore[override]
+                   advance: Advance | None = None) -> CopyStats:
+        return copy_point(self, target, point_id, advance)
+
+    def chunk_cache(self) -> ChunkCache:
+        """The ids this process may take as stored here without asking the backend."""
+        return self._current_cache()
 
     def quarantine_chunks(self, chunk_ids: tuple[bytes, ...]) -> int:
         """Move damaged chunks to ``quarantine/``. The generation is bumped first, so no
@@ -195,3 +205,8 @@ def init_chunk_repository(backend: Backend, *, encryption: str = "none",
     return init_repository(backend, encryption=encryption, passphrase=as_passphrase(passphrase),
                            chunker=params, compression_level=compression_level,
                            kdf_cost=kdf_cost)
+
+
+def init_replica_repository(source: ChunkRepository, target: Backend) -> RepoConfig:
+    """Make the empty ``target`` a replica of ``source`` (same keys and chunk ids)."""
+    return init_replica(source.backend, source.config, target)

@@ -1,0 +1,100 @@
+"""Replication to a peer directory and an S3 bucket; restore from a replica when the
+backup repository is gone."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from demo.guestdata import change_container
+from demo.treedigest import describe, differences
+from tests.lab.s3 import reset_moto
+
+
+@pytest.fixture
+def replicated(backed_up, moto_endpoint, tmp_path):
+    lab = backed_up
+    reset_moto(moto_endpoint)
+    creds = tmp_path / "s3-credentials"
+    creds.write_text("[default]\naws_access_key_id = AKIAVZTEST\naws_secret_access_key = sup3r-s3cret-value\n")
+    lab.config.write_text(lab.config.read_text().replace(
+        '[backup]\nrepository = "main"', '[backup]\nrepository = "main"\nreplicate_to = ["peer"]') + f"""
+[repositories.peer]
+url = "file://peer"
+[repositories.offsite]
+url = "s3://vzoffsite/site-a"
+endpoint_url = "{moto_endpoint}"
+credentials_file = "{creds}"
+""")
+    import boto3
+    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",
+                 aws_access_key_id="x", aws_secret_access_key="y").create_bucket(Bucket="vzoffsite")
+    return lab
+
+
+def chunk_bytes(repo) -> int:
+    return sum(f.stat().st_size for f in (repo / "chunks").rglob("*") if f.is_file())
+
+
+def sent(result) -> int:
+    return sum(i["new_bytes"] for i in result["items"])
+
+
+def test_replicate_is_idempotent_and_costs_what_changed(replicated):
+    lab = replicated
+    first = lab.ok("replicate", "--json").json()
+    assert first["status"] == "success" and len(first["items"]) == 2 and sent(first) > 0
+    copies = {c["repository"] for p in lab.ok("points", "--json").json() for c in p["copies"]}
+    assert copies == {"main", "peer"}
+    again = lab.ok("replicate", "--json").json()
+    assert again["items"] == []
+    change_container(lab.node("node1") / "ct101", 0.02, seed=5)
+    lab.ok("backup", "ct101")
+    second = lab.ok("replicate", "--json").json()
+    assert len(second["items"]) == 1 and sent(second) < 0.2 * sent(first)
+    assert lab.ok("verify", "--all", "--json").json()["status"] == "success"
+
+
+def test_restore_from_replicas_when_the_backup_repository_is_gone(replicated):
+    lab = replicated
+    original = describe(lab.node("node1") / "ct101" / "rootfs")
+    lab.ok("replicate")
+    lab.ok("replicate", "--to", "offsite")
+    shutil.rmtree(lab.root / "repo")
+    r = lab.ok("restore", "ct101", "--to", "node2")
+    assert "from peer, offsite" in r.err
+    shutil.rmtree(lab.root / "peer")
+    lab.ok("restore", "ct101", "--to", "node2", "--as", "501")
+    for vmid in (101, 501):
+        assert differences(original, describe(lab.node("node2") / f"ct{vmid}" / "rootfs")) == []
+    everything = "".join(p.read_text(errors="replace") for p in (lab.root / "state").rglob("*")
+                         if p.is_file() and p.suffix != ".db")
+    assert "sup3r-s3cret-value" not in everything + r.out + r.err
+
+
+def test_replication_cut_midway_resumes_with_only_the_rest(replicated):
+    lab = replicated
+    lab.add_random_vm("node1", 300, 48)
+    lab.ok("backup", "vm300")
+    lab.config.write_text(lab.config.read_text().replace('url = "file://peer"',
+                                                         'url = "file://peer"\nbwlimit_mib = 16'))
+    argv, env = lab.subprocess_argv("--quiet", "replicate", "vm300")
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and chunk_bytes(lab.root / "peer") < 8 << 20:
+        time.sleep(0.05)  # cut once part of it has gone over
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert all(c["repository"] == "main"
+               for p in lab.ok("points", "vm300", "--json").json() for c in p["copies"])
+    partial = chunk_bytes(lab.root / "peer")
+    assert 0 < partial < 40 << 20
+    lab.config.write_text(lab.config.read_text().replace("bwlimit_mib = 16", "bwlimit_mib = 0"))
+    rest = sent(lab.ok("replicate", "vm300", "--json").json())
+    total = chunk_bytes(lab.root / "peer")
+    assert rest <= total - partial + 256 * 1024  # at most what was missing (+ chunks in flight)
+    lab.ok("verify", "--all")
