@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from vzbackup.ports import Backend
-from tests.lab.s3 import reset_moto
+from tests.lab.s3 import SEAWEED_ACCESS, SEAWEED_SECRET, reset_moto
 from vzbackup.repo.backends import open_backend
 
 
@@ -61,6 +61,22 @@ def s3_moto_backend(request: pytest.FixtureRequest, tmp_path: Path) -> BackendCa
     return BackendCase(backend, leave_partial_put)
 
 
+def s3_seaweed_backend(request: pytest.FixtureRequest, tmp_path: Path) -> BackendCase:
+    endpoint = request.getfixturevalue("seaweed_endpoint")
+    # one bucket, a prefix per test: SeaweedFS gives every bucket volumes of its own
+    backend = open_backend(f"s3://vzcontract/{secrets.token_hex(6)}", endpoint_url=endpoint,
+                           access_key=SEAWEED_ACCESS, secret_key=SEAWEED_SECRET)
+    backend.create_bucket()
+
+    def leave_partial_put(key: str, data: bytes) -> None:
+        client = backend._client
+        up = client.create_multipart_upload(Bucket=backend.bucket, Key=backend.prefix + key)
+        client.upload_part(Bucket=backend.bucket, Key=backend.prefix + key, PartNumber=1,
+                           UploadId=up["UploadId"], Body=data[: len(data) // 2])
+
+    return BackendCase(backend, leave_partial_put)
+
+
 def sftp_backend(request: pytest.FixtureRequest, tmp_path: Path) -> BackendCase:
     lab = request.getfixturevalue("ssh_lab")
     node = lab.nodes[0]
@@ -81,5 +97,6 @@ BACKEND_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], BackendCase
     "local": local_backend,
     "local-fsync": local_backend_fsync,
     "s3-moto": s3_moto_backend,
+    "s3-seaweedfs": s3_seaweed_backend,
     "sftp": sftp_backend,
 }

@@ -63,3 +63,13 @@ def test_unreachable_endpoint_is_a_clear_error():
     dead._client.meta.config.retries = {"max_attempts": 1}
     with pytest.raises(RepositoryError, match="does not answer|cannot"):
         dead.stat("config")
+
+
+def test_wrong_credentials_are_a_clear_error_without_the_secret(seaweed_endpoint):
+    from tests.lab.s3 import SEAWEED_ACCESS
+    wrong = open_backend("s3://vzwrongcreds/x", endpoint_url=seaweed_endpoint,
+                         access_key=SEAWEED_ACCESS, secret_key="not-the-right-secret-42")
+    with pytest.raises(RepositoryError) as e:
+        wrong.create_bucket()
+    text = str(e.value) + str(e.value.hint)
+    assert "refused the credentials" in text and "not-the-right-secret-42" not in text
