@@ -31,7 +31,7 @@ def make_data(path: Path, mb: int) -> int:
     rnd = random.Random(1)
     words = [b"w%d" % i for i in range(5000)]
     with open(path, "wb") as f:
-        for i in range(max(1, mb * (1 << 20) // (3 * RUN))):
+        for _ in range(max(1, mb * (1 << 20) // (3 * RUN))):
             f.write(os.urandom(RUN))
             f.write(b" ".join(rnd.choices(words, k=RUN // 4))[:RUN])
             f.write(bytes(RUN))
