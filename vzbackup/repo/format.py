@@ -101,7 +101,8 @@ def init_repository(backend: Backend, *, encryption: str = "none",
         if passphrase is None:
             raise KeyUnavailable(f"{backend.url}: an encrypted repository needs a passphrase")
         backend.put(KEY_OBJECT, seal_keys(RepoKeys.generate(), passphrase, kdf_cost=kdf_cost))
-    config = RepoConfig(secrets.token_hex(16), chunker, compression_level, encryption)
+    repo_id = secrets.token_hex(16)
+    config = RepoConfig(repo_id, chunker, compression_level, encryption, family=repo_id)
     bump_generation(backend)
     backend.flush()
     backend.put(CONFIG_KEY, config.to_bytes())
