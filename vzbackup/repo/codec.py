@@ -28,6 +28,7 @@ AEAD = 0x02
 HEADER_SIZE = 4
 NONCE_SIZE = 12
 Buffer = bytes | bytearray | memoryview
+_HEADERS = {flags: MAGIC + bytes((VERSION, flags)) for flags in (0, ZSTD, AEAD, ZSTD | AEAD)}
 
 
 class Codec:
@@ -57,15 +58,19 @@ class Codec:
 
     def encode(self, obj_id: bytes, data: Buffer) -> bytes:
         """The stored form of ``data``; ``obj_id`` binds the ciphertext to its name."""
-        packed = self._zstd()[0].compress(data)
+        return b"".join(self.encode_parts(obj_id, data))
+
+    def encode_parts(self, obj_id: bytes, data: Buffer) -> tuple[Buffer, ...]:
+        """:meth:`encode` as pieces to be written one after the other (no joining copy)."""
+        packed: Buffer = self._zstd()[0].compress(data)
         flags = ZSTD
         if len(packed) >= len(data):  # incompressible: store as is, skip decompression later
-            packed, flags = bytes(data), 0
+            packed, flags = data, 0
         if self._aead is None:
-            return MAGIC + bytes((VERSION, flags)) + packed
-        header = MAGIC + bytes((VERSION, flags | AEAD))
+            return _HEADERS[flags], packed
+        header = _HEADERS[flags | AEAD]
         nonce = os.urandom(NONCE_SIZE)
-        return header + nonce + self._aead.encrypt(nonce, packed, header + obj_id)
+        return header, nonce, self._aead.encrypt(nonce, packed, header + obj_id)
 
     def decode(self, obj_id: bytes, blob: Buffer, *, what: str, max_size: int) -> bytes:
         """The plaintext of a stored object, or ``IntegrityError`` naming ``what``."""

@@ -23,9 +23,12 @@ from .format import chunk_key, manifest_key
 
 log = logging.getLogger(__name__)
 
-WORKERS = 2
-BATCH = 16  # chunks per task: one task per chunk costs more in thread hand-offs than hashing
-MAX_IN_FLIGHT = 8  # batches queued or running: bounds memory to ~ 8 x 16 x 256 KiB
+WORKERS = 2  # store threads (3 measured no faster on 2 cores, tar takes its share)
+BATCH_BYTES = 1 << 20  # chunks per store task: ~1 MiB, so thread hand-offs stay rare
+# Buffers of the chunker, reused in turn (fresh memory is slow to touch, perf.md trap 3). They
+# bound memory to ~ BLOCKS x 2 MiB (the chunker's block size) plus one batch per store thread.
+BLOCKS = 8
+WRITEBACK_BYTES = 128 << 20  # stream bytes between ``writeback`` calls of the backend
 
 
 class ChunkStore:
@@ -37,6 +40,7 @@ class ChunkStore:
         self._claimed: set[bytes] = set()
         self._lock = threading.Lock()
         self.seen: list[bytes] = []  # ids stored or found on the backend, not yet in cache
+        self._put_parts = getattr(backend, "put_parts", None)  # writes without joining
 
     def store(self, data: memoryview) -> tuple[ChunkRef, int]:
         """The chunk's reference and the bytes newly stored for it (0 when it existed)."""
@@ -49,9 +53,12 @@ class ChunkStore:
         key = chunk_key(chunk_id)
         stored = 0
         if self.backend.stat(key) is None:
-            blob = self.codec.encode(chunk_id, data)
-            self.backend.put(key, blob)
-            stored = len(blob)
+            parts = self.codec.encode_parts(chunk_id, data)
+            if self._put_parts is not None:
+                self._put_parts(key, parts)
+            else:
+                self.backend.put(key, b"".join(parts))
+            stored = sum(len(p) for p in parts)
         self.seen.append(chunk_id)
         return ref, stored
 
@@ -83,33 +90,75 @@ class ChunkPointWriter:
                 f"restore point of {self._draft.guest}: write() called after {self._state}")
         whole = hashlib.sha256()
         pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="vzbackup-store")
+        hasher = ThreadPoolExecutor(1, thread_name_prefix="vzbackup-sha256")
+        flusher = ThreadPoolExecutor(1, thread_name_prefix="vzbackup-writeback")
+        pools = (hasher, pool, flusher)
         try:
-            self._pump(stream, pool, whole, advance)
+            self._pump(stream, pool, hasher, flusher, whole, advance)
         except BaseException:
             self._state = "aborted"
-            pool.shutdown(wait=True, cancel_futures=True)
+            for p in pools:
+                p.shutdown(wait=True, cancel_futures=True)
             raise
-        pool.shutdown(wait=True)
+        for p in pools:
+            p.shutdown(wait=True)
         self._sha256 = whole.hexdigest()
         self._state = "written"
 
-    def _pump(self, stream: BinaryIO, pool: ThreadPoolExecutor, whole: "hashlib._Hash",
+    def _pump(self, stream: BinaryIO, pool: ThreadPoolExecutor, hasher: ThreadPoolExecutor,
+              flusher: ThreadPoolExecutor, whole: "hashlib._Hash",
               advance: Advance | None) -> None:
-        """Chunk and hash in this thread; store batches in the pool, in order, with at most
-        ``MAX_IN_FLIGHT`` batches waiting."""
-        in_flight: deque[Future] = deque()
-        for chunks in self._chunker.cut_stream(stream):
-            for data in chunks:
-                whole.update(data)
-            for start in range(0, len(chunks), BATCH):
-                batch = chunks[start:start + BATCH]
-                in_flight.append(pool.submit(self._store.store_batch, batch))
-                while len(in_flight) > MAX_IN_FLIGHT:
-                    self._collect(in_flight.popleft().result())
+        """Read and chunk in this thread into ``BLOCKS`` reused buffers; hash the whole
+        stream in ``hasher`` (one thread: in order) and store batches of chunks in
+        ``pool``. A buffer is reused once its hash and its batches are done; results are
+        collected in stream order."""
+        writeback = getattr(self._backend, "writeback", None)
+        started: Future | None = None
+        unsynced = 0
+        size = self._chunker.buffer_size
+        free = [bytearray(size) for _ in range(BLOCKS)]
+        in_flight: deque[tuple[bytearray, Future, list[Future]]] = deque()
+
+        def acquire() -> bytearray:
+            while not free:
+                self._finish(in_flight.popleft(), free)
+            return free.pop()
+
+        store_batch = self._store.store_batch
+        for block in self._chunker.cut_blocks(stream, acquire):
+            hashed = hasher.submit(whole.update, block.new_bytes)
+            batches: list[Future] = []
+            batch: list[memoryview] = []
+            filled = 0
+            for data in block.chunks:
+                batch.append(data)
+                filled += len(data)
+                if filled >= BATCH_BYTES:
+                    batches.append(pool.submit(store_batch, batch))
+                    batch, filled = [], 0
+            if batch:
+                batches.append(pool.submit(store_batch, batch))
+            in_flight.append((block.buffer, hashed, batches))
             if advance is not None:
-                advance(sum(len(c) for c in chunks))
+                advance(block.end - block.start)
+            if writeback is not None:
+                unsynced += block.end - block.start
+                if unsynced >= WRITEBACK_BYTES and (started is None or started.done()):
+                    if started is not None:
+                        started.result()  # a writeback error fails the backup here
+                    started, unsynced = flusher.submit(writeback), 0
         while in_flight:
-            self._collect(in_flight.popleft().result())
+            self._finish(in_flight.popleft(), free)
+        if started is not None:
+            started.result()
+
+    def _finish(self, entry: tuple[bytearray, Future, list[Future]],
+                free: list[bytearray]) -> None:
+        buffer, hashed, batches = entry
+        hashed.result()
+        for future in batches:
+            self._collect(future.result())
+        free.append(buffer)
 
     def _collect(self, results: list[tuple[ChunkRef, int]]) -> None:
         s = self._stats

@@ -21,18 +21,20 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import itertools
 import logging
 import os
 import platform
 import secrets
 import stat as stat_module
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ...errors import NoSpace, ObjectNotFound, RepositoryError
 from ...ports import ObjectInfo
+from .objectkeys import check_key
 from .capabilities import ATOMIC_PUT, DURABLE_FLUSH, RANGED_GET
 
 log = logging.getLogger(__name__)
@@ -63,9 +65,13 @@ class LocalBackend:
         if durability not in ("auto", "syncfs", "fsync"):
             raise ValueError(f"durability must be auto, syncfs or fsync, not {durability!r}")
         self.root = root
+        self._root = str(root).rstrip("/")
         self.url = root.as_uri()
         self._use_syncfs = _SYNCFS is not None and durability != "fsync"
         self._dirty: set[str] = set()  # paths put since the last flush (fsync mode)
+        # temporary names: a random prefix per backend, then a counter (no getrandom per put)
+        self._tmp_prefix = secrets.token_hex(6)
+        self._tmp_counter = itertools.count()
 
     @classmethod
     def from_url(cls, url: str, **options) -> "LocalBackend":
@@ -79,11 +85,8 @@ class LocalBackend:
 
     # ---- keys and errors ------------------------------------------------------------
 
-    def _path(self, key: str) -> Path:
-        parts = key.split("/")
-        if not key or any(p in ("", ".", "..") or p.startswith(".") or "\0" in p for p in parts):
-            raise RepositoryError(f"{self.url}: invalid object key {key!r}")
-        return self.root.joinpath(*parts)
+    def _path(self, key: str) -> str:
+        return f"{self._root}/{check_key(self.url, key)}"
 
     def _error(self, exc: OSError, action: str, key: str) -> RepositoryError:
         if exc.errno in _NO_SPACE:
@@ -94,28 +97,35 @@ class LocalBackend:
     # ---- Backend -----------------------------------------------------------------------
 
     def put(self, key: str, data: bytes) -> None:
+        self.put_parts(key, (data,))
+
+    def put_parts(self, key: str, parts: Sequence[bytes | bytearray | memoryview]) -> None:
+        """``put`` of the concatenation of ``parts``, written without joining them."""
         path = self._path(key)
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+        folder, _, name = path.rpartition("/")
+        tmp = f"{folder}/.{name}.{self._tmp_prefix}{next(self._tmp_counter):x}{TEMP_SUFFIX}"
         try:
             try:
-                self._write_file(tmp, data)
+                self._write_file(tmp, parts)
             except FileNotFoundError:
-                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                self._write_file(tmp, data)
+                os.makedirs(folder, mode=0o700, exist_ok=True)
+                self._write_file(tmp, parts)
             os.replace(tmp, path)
         except OSError as exc:
             _remove_quietly(tmp)
             raise self._error(exc, "write", key) from exc
         if not self._use_syncfs:
-            self._dirty.add(str(path))
+            self._dirty.add(path)
 
     @staticmethod
-    def _write_file(path: Path, data: bytes) -> None:
+    def _write_file(path: str, parts: Sequence[bytes | bytearray | memoryview]) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            written = os.writev(fd, parts)
+            if written < sum(len(p) for p in parts):  # short write: finish piece by piece
+                view = memoryview(b"".join(parts))[written:]
+                while view:
+                    view = view[os.write(fd, view):]
         finally:
             os.close(fd)
 
@@ -175,7 +185,7 @@ class LocalBackend:
             pass
         except OSError as exc:
             raise self._error(exc, "delete", key) from exc
-        self._dirty.discard(str(self._path(key)))
+        self._dirty.discard(self._path(key))
 
     def flush(self) -> None:
         """syncfs even when this process put nothing: a chunk this backup found already
@@ -187,6 +197,19 @@ class LocalBackend:
                 self._syncfs()
             else:
                 self._fsync_dirty()
+        except OSError as exc:
+            raise self._error(exc, "flush", "objects") from exc
+
+    def writeback(self) -> None:
+        """A head start for the next :meth:`flush`, called while a backup still writes: with
+        ``syncfs``, the data put so far is written back now (overlapping the disk with the
+        work still to do) instead of all at once when the manifest waits for it. Not a
+        substitute for ``flush``; errors are raised like ``flush``'s (a writeback error
+        reported here may not be reported again). Nothing to do in fsync mode."""
+        if not self._use_syncfs or not self.root.exists():
+            return
+        try:
+            self._syncfs()
         except OSError as exc:
             raise self._error(exc, "flush", "objects") from exc
 
@@ -259,7 +282,7 @@ def _fsync_path(path: str) -> None:
         os.close(fd)
 
 
-def _remove_quietly(path: Path) -> None:
+def _remove_quietly(path: str | Path) -> None:
     try:
         os.unlink(path)
     except OSError:

@@ -1,0 +1,120 @@
+"""Full-backup timing only, repeated and interleaved, for comparing code variants.
+
+Generates the data of ``bench.backup_bench`` once (kept in ``--work``/src between runs),
+then for each round runs the baseline (``tar | zstd -1 -T0 > file; sync``) and a full
+``vzbackup backup --all`` per variant into a fresh repository, and prints medians and
+spreads. A variant is ``label`` or ``label:PYTHONPATH`` (e.g. a copy of an older tree)
+optionally followed by ``+VAR=value`` environment settings.
+
+    python -m bench.full_bench --rounds 3 --variants new orig:/tmp/vzb-orig
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.backup_bench import TOP, generate, settle, sh, tree_bytes
+
+
+def ensure_data(work: Path, gib: float) -> Path:
+    src = work / "src"
+    if not (src / ".complete").exists():
+        shutil.rmtree(work, ignore_errors=True)
+        src.mkdir(parents=True)
+        print(f"generating {gib} GiB in {src} ...", flush=True)
+        generate(src, gib)
+        (src / ".complete").write_text("ok")
+        settle()
+    return src
+
+
+def run_variant(work: Path, src: Path, n: int, variant: str, chunk_kib: int, level: int) -> float:
+    label, _, rest = variant.partition(":")
+    path, *settings = rest.split("+") if rest else ("",)
+    run = work / "runs" / f"{n:03d}-{label}"
+    run.mkdir(parents=True)
+    config = run / "bench.toml"
+    config.write_text(f"""
+[state]
+dir = "state"
+[backup]
+repository = "main"
+[nodes.src]
+root = "{src}"
+[repositories.main]
+url = "file://repo"
+chunk_avg_kib = {chunk_kib}
+compression_level = {level}
+""")
+    env = dict(os.environ)
+    if path:
+        env["PYTHONPATH"] = path
+    for s in settings:
+        key, _, value = s.partition("=")
+        env[key] = value
+    base = [sys.executable, "-m", "vzbackup", "--quiet", "--config", str(config)]
+    # cwd: not the project folder, which "python -m" would put ahead of PYTHONPATH
+    subprocess.run([*base, "repo", "init"], check=True, stdout=subprocess.DEVNULL, env=env, cwd=run)
+    settle()
+    started = time.perf_counter()
+    subprocess.run([*base, "backup", "--all"], check=True, stdout=subprocess.DEVNULL, env=env,
+                   cwd=run)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gib", type=float, default=1.25)
+    ap.add_argument("--chunk-kib", type=int, default=64)
+    ap.add_argument("--level", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--work", type=Path, default=TOP / ".bench-full")
+    ap.add_argument("--variants", nargs="+", default=["current"])
+    ap.add_argument("--no-baseline", action="store_true")
+    args = ap.parse_args()
+    work = args.work
+    src = ensure_data(work, args.gib)
+    mb = sum(tree_bytes(src / g) for g in ("ct101", "vm200")) / 1e6
+    if (work / "runs").exists():  # deleted inodes slow down creation for ~60 s (perf.md)
+        shutil.rmtree(work / "runs")
+        os.sync()
+        time.sleep(60)
+    (work / "runs").mkdir()
+    settle()
+    times: dict[str, list[float]] = {v: [] for v in args.variants}
+    if not args.no_baseline:
+        times["baseline"] = []
+    n = 0
+    for r in range(args.rounds):
+        order = args.variants if r % 2 == 0 else list(reversed(args.variants))
+        if not args.no_baseline:
+            out = work / "runs" / f"base-{r}.tar.zst"
+            times["baseline"].append(sh(
+                f"tar -cf - -C {src} ct101 vm200 --sparse | zstd -1 -T0 -q -o {out}"
+                f" && sync -f {out}"))
+            settle()
+        for v in order:
+            n += 1
+            times[v].append(run_variant(work, src, n, v, args.chunk_kib, args.level))
+            settle()
+        print(f"round {r + 1}: " + ", ".join(f"{k.split(':')[0]} {t[-1]:.2f}s"
+                                              for k, t in times.items()), flush=True)
+    print(f"\n{mb:.0f} MB, chunk_avg {args.chunk_kib} KiB, level {args.level}")
+    base = statistics.median(times["baseline"]) if "baseline" in times else None
+    for k, t in times.items():
+        med = statistics.median(t)
+        ratio = f"  {base / med:.2f}x baseline" if base else ""
+        print(f"{k.split(':')[0]:12} median {med:6.2f}s ({mb / med:4.0f} MB/s)  "
+              f"min {min(t):.2f} max {max(t):.2f}{ratio}")
+
+
+if __name__ == "__main__":
+    main()
