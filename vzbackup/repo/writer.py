@@ -13,7 +13,7 @@ from datetime import timezone
 from typing import BinaryIO
 
 from .. import __version__
-from ..errors import RepositoryError
+from ..errors import IntegrityError, ObjectNotFound, RepositoryError
 from ..domain.manifest import ChunkRef, Manifest, short_id
 from ..ports import Advance, Backend, PointDraft, WriteStats
 from .cache import ChunkCache
@@ -52,7 +52,7 @@ class ChunkStore:
             self._claimed.add(chunk_id)
         key = chunk_key(chunk_id)
         stored = 0
-        if self.backend.stat(key) is None:
+        if self.backend.stat(key) is None or not self._intact(chunk_id, key, len(data)):
             parts = self.codec.encode_parts(chunk_id, data)
             if self._put_parts is not None:
                 self._put_parts(key, parts)
@@ -61,6 +61,19 @@ class ChunkStore:
             stored = sum(len(p) for p in parts)
         self.seen.append(chunk_id)
         return ref, stored
+
+    def _intact(self, chunk_id: bytes, key: str, size: int) -> bool:
+        """Whether a chunk the backend has, but this cache does not know, reads back right.
+        Such a chunk may be left by a run that never flushed it: after a power loss a
+        renamed file can be empty or torn, and deduplicating against it would make this
+        point unrestorable. A damaged one is simply stored again (which also repairs it)."""
+        try:
+            self.codec.decode_chunk(chunk_id, self.backend.get(key), size)
+        except (IntegrityError, ObjectNotFound):
+            log.warning("chunk %s found damaged or missing in the repository: stored again",
+                        chunk_id.hex())
+            return False
+        return True
 
     def store_batch(self, batch: list[memoryview]) -> list[tuple[ChunkRef, int]]:
         return [self.store(data) for data in batch]

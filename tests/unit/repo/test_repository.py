@@ -284,3 +284,22 @@ def test_compression_level_can_change_when_opening(tmp_path):
     assert faster.codec.level == 1
     second, _ = backup(faster, data + b"more")
     assert restore(faster, first.id) == data and restore(repo, second.id) == data + b"more"
+
+
+def test_torn_chunk_left_by_a_power_loss_is_stored_again_not_deduplicated(tmp_path):
+    """After a power loss a renamed chunk file can be empty: a later backup of the same data
+    must not trust it (the cache never learnt it: it is only filled after a flush)."""
+    from .conftest import backup, make_repo, restore
+
+    data = os.urandom(150_000)
+    repo = make_repo(tmp_path)
+    first, _ = backup(repo, data)
+    for chunk in (tmp_path / "repo" / "chunks").rglob("*"):
+        if chunk.is_file():
+            chunk.write_bytes(b"")  # what ext4 may keep of an unflushed file
+    from vzbackup.repo.repository import open_chunk_repository
+    repo = open_chunk_repository("test", repo.backend, passphrase=None, cache_dir=tmp_path / "cache2")
+    second, stats = backup(repo, data)
+    assert stats.new_chunks == stats.chunks  # every empty chunk was stored again
+    assert restore(repo, second.id) == data
+    assert restore(repo, first.id) == data  # and the older point is whole again
