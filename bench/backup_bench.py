@@ -6,7 +6,7 @@ VM image; >= 1 GiB in all), then prints side by side:
   - bytes stored by night 2 after about 2% change, as a fraction of night 1
   - restore throughput       vs  zstd -d | tar -x  of the same data
 
-Run: make bench  (or python -m bench.backup_bench --gib 1.5 --chunk-kib 32)
+Run: make bench  (or python -m bench.backup_bench --gib 1.5 --chunk-kib 64 --level 3)
 """
 
 from __future__ import annotations
@@ -109,8 +109,8 @@ def generate(src: Path, gib: float) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gib", type=float, default=1.25, help="data to generate (default 1.25)")
-    ap.add_argument("--chunk-kib", type=int, default=64, help="repository chunk_avg_kib")
-    ap.add_argument("--level", type=int, default=3, help="repository compression_level")
+    ap.add_argument("--chunk-kib", type=int, default=32, help="repository chunk_avg_kib (default: the config default)")
+    ap.add_argument("--level", type=int, default=1, help="repository compression_level (default: 1, the baseline's zstd level)")
     ap.add_argument("--work", type=Path, default=TOP / ".bench-data")
     ap.add_argument("--keep", action="store_true", help="leave the work folder in place")
     args = ap.parse_args()

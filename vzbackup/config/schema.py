@@ -71,7 +71,7 @@ SCHEMA: dict[str, Section] = {
         "passphrase_file": Option("path", "", doc="File holding the passphrase (first line)."),
         "passphrase_env": Option("str", "", doc="Environment variable holding the passphrase."),
         "compression_level": Option("int", 3, minimum=1, maximum=19, doc="zstd level for new chunks."),
-        "chunk_avg_kib": Option("int", 64, choices=(16, 32, 64, 128, 256, 512, 1024),
+        "chunk_avg_kib": Option("int", 32, choices=(16, 32, 64, 128, 256, 512, 1024),
                                 doc="Average chunk size, fixed when the repository is initialised."),
         "bwlimit_mib": Option("int", 0, minimum=0, doc="MiB/s at most to and from it; 0: no limit."),
         "key_file": Option("path", "", doc="sftp://: the SSH private key; empty: the SSH agent."),

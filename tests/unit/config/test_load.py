@@ -35,7 +35,7 @@ def test_minimal_config_fills_defaults_and_resolves_relative_paths(tmp_path):
     assert config.nodes["node1"].root == tmp_path / "nodes/node1"
     assert config.nodes["node1"].platform == "directory"
     assert config.repositories["main"].url == f"file://{tmp_path / 'repo'}"
-    assert config.repositories["main"].chunk_avg_kib == 64
+    assert config.repositories["main"].chunk_avg_kib == 32
     assert config.catalog_url == "sqlite:////var/lib/vzbackup/catalog.db"
 
 
