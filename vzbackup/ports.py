@@ -150,11 +150,13 @@ class GuestInfo:
 
 @dataclass
 class Dump:
-    """An open dump: read ``stream`` to EOF; leaving the context checks the dumper's exit."""
+    """An open dump: read ``stream`` to EOF; leaving the context checks the dumper's exit
+    and adds to ``warnings`` what did not fail the dump but must be told (files changed)."""
 
     guest: GuestInfo
     stream: BinaryIO
     config: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
 
 
 class Snapshotter(Protocol):

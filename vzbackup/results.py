@@ -22,6 +22,7 @@ class GuestOutcome:
     exit_code: int | None = None
     message: str | None = None
     hint: str | None = None
+    warnings: tuple[str, ...] = ()  # an "ok" item that the user must still hear about
 
 
 @dataclass(frozen=True)

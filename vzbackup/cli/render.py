@@ -17,7 +17,7 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, Time
 from rich.table import Table
 
 from .. import __version__
-from ..errors import VzError
+from ..errors import EXIT_WARNING, VzError
 from ..ports import Advance
 from ..results import RunResult
 
@@ -103,8 +103,9 @@ def render_error(error: VzError) -> None:
 
 
 def run_exit_code(result: RunResult) -> int:
-    """0 when every item succeeded; the failures' exit code when they share one; else 20."""
+    """0 when every item succeeded (1 if one has warnings); the failures' exit code when they
+    share one; else 20."""
     codes = {o.exit_code or 2 for o in result.items if o.status == "failed"}
     if not codes:
-        return 0
+        return EXIT_WARNING if any(o.warnings for o in result.items) else 0
     return codes.pop() if len(codes) == 1 else 20

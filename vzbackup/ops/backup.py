@@ -58,6 +58,7 @@ def _backup_one(a: Attempt, target: Target, repo: Repository, catalog: Catalog, 
                 with reporter.progress(f"backup {guest.ref} on {node.name}", None) as advance:
                     writer.write(dump.stream, advance)
             manifest = writer.commit()  # only after the dumper exited cleanly
+            a.tally.warnings += dump.warnings
         except BaseException:
             if writer is not None:
                 writer.abort()
@@ -73,5 +74,7 @@ def _report(reporter: Reporter, a: Attempt) -> None:
     assert o is not None
     if o.status == "ok":
         reporter.info(f"{o.guest} on {o.node}: restore point {o.point_id and o.point_id[:12]}")
+        for warning in o.warnings:
+            reporter.warning(f"{o.guest} on {o.node}: {warning}")
     else:
         reporter.warning(f"{o.guest} on {o.node}: {o.message}")

@@ -22,6 +22,7 @@ class Tally:
     bytes_in: int = 0
     new_bytes: int = 0
     extra: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -54,7 +55,8 @@ def attempt(guest: str, node: str | None, on_error: Callable[[VzError], None] | 
         return
     t = a.tally
     a.outcome = GuestOutcome(guest, node, "ok", point_id=t.point_id, bytes_in=t.bytes_in,
-                             new_bytes=t.new_bytes, seconds=round(time.monotonic() - started, 3))
+                             new_bytes=t.new_bytes, seconds=round(time.monotonic() - started, 3),
+                             message="; ".join(t.warnings) or None, warnings=tuple(t.warnings))
 
 
 def _failed(a: Attempt, started: float, error: str, code: int, message: str, hint: str | None) -> GuestOutcome:

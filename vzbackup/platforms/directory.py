@@ -90,8 +90,9 @@ class DirectoryPlatform:
         with snapshotter.snapshot(folder, tag) as view:
             config = read_config(view)
             argv = self._dump_argv(ref, view, config)
-            with tar_stream(argv, self._where(ref)) as stream:
-                yield Dump(guest, stream, config)
+            warnings: list[str] = []
+            with tar_stream(argv, self._where(ref), warnings) as stream:
+                yield Dump(guest, stream, config, warnings)
 
     def _dump_argv(self, ref: GuestRef, view: Path, config: Mapping[str, str]) -> list[str]:
         if ref.kind == "ct":

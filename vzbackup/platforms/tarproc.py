@@ -43,10 +43,10 @@ def tar_argv(tar: str, directory: Path, members: Sequence[str]) -> list[str]:
 
 
 @contextmanager
-def tar_stream(argv: list[str], what: str) -> Iterator[BinaryIO]:
+def tar_stream(argv: list[str], what: str, warnings: list[str] | None = None) -> Iterator[BinaryIO]:
     """Run ``argv``; yield its stdout. On a clean exit from the context, tar's exit status
-    is checked (1 is a warning, 2+ or a signal is ``DumpFailed`` naming ``what``). If the
-    body raises, tar is killed and reaped and the exception goes on."""
+    is checked (1 is a warning, appended to ``warnings``; 2+ or a signal is ``DumpFailed``
+    naming ``what``). If the body raises, tar is killed and reaped and the exception goes on."""
     env = {**os.environ, "LC_ALL": "C"}
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env, close_fds=True)
@@ -64,7 +64,9 @@ def tar_stream(argv: list[str], what: str) -> Iterator[BinaryIO]:
         raise
     drainer.join()
     proc.stderr.close()
-    _judge(code, what, list(tail))
+    warning = _judge(code, what, list(tail))
+    if warning and warnings is not None:
+        warnings.append(warning)
 
 
 def _widen_pipe(pipe: BinaryIO) -> None:
@@ -89,12 +91,13 @@ def _stop(proc: subprocess.Popen[bytes], drainer: threading.Thread) -> None:
     proc.stderr.close()
 
 
-def _judge(code: int, what: str, tail: list[str]) -> None:
+def _judge(code: int, what: str, tail: list[str]) -> str | None:
+    """None for a clean exit, a warning for exit 1; raise ``DumpFailed`` otherwise."""
     detail = "; ".join(tail) or "no message"
     if code == 0:
-        return
+        return None
     if code == 1:
         log.warning("%s: tar warned that files changed while being read: %s", what, detail)
-        return
+        return f"files changed while they were read (no snapshot?): {detail}"
     cause = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
     raise DumpFailed(f"{what}: tar failed ({cause}): {detail}")

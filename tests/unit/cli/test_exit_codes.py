@@ -28,6 +28,22 @@ def test_0_success(backed_up):
     assert backed_up.run("points").code == 0
 
 
+def test_1_files_changed_while_read_is_a_warning_and_the_point_is_kept(backed_up, tmp_path,
+                                                                       monkeypatch):
+    fake = tmp_path / "bin" / "tar"  # GNU tar as it behaves when a file changes under it
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\n/usr/bin/tar "$@" || exit $?\n'
+                    'echo "tar: ./var/log/app/access.log: file changed as we read it" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    r = backed_up.run("backup", "ct101", "--json")
+    assert r.code == 1, r
+    item = r.json()["items"][0]
+    assert item["status"] == "ok" and "file changed as we read it" in item["warnings"][0]
+    assert "warning: ct101 on node1: files changed while they were read" in r.err
+    assert len(backed_up.ok("points", "ct101", "--json").json()) == 2
+
+
 def test_3_config_error_lists_every_problem(lab):
     lab.config.write_text(lab.config.read_text() + "[nodes.node9]\nplatfrom = 'x'\n")
     r = lab.run("config", "check")
