@@ -8,39 +8,25 @@ commit leaves chunks for GC, never a half restore point.
 from __future__ import annotations
 
 from ..ports import Catalog, Clock, Locks, PointDraft, Repository, Reporter
-from ..results import RunResult, overall
-from .outcome import Attempt, attempt
+from ..results import GuestOutcome, RunResult
+from .outcome import Attempt, attempt, recorded_run
 from .selection import Selection, Target
 
 
 def backup(selection: Selection, repo: Repository, catalog: Catalog, locks: Locks,
            reporter: Reporter, clock: Clock, labels: dict[str, str] | None = None) -> RunResult:
     """Back up every selected guest; a node that could not be searched is a failed item."""
-    targets = selection.targets
-    run_id = catalog.start_run("backup", {"guests": [str(t.guest.ref) for t in targets],
-                                          "repository": repo.name}, clock.now())
-    items = []
-    try:
+    args = {"guests": [str(t.guest.ref) for t in selection.targets], "repository": repo.name}
+    with recorded_run(catalog, clock, "backup", args) as run:
         for node, error in selection.unreachable:
             with attempt("*", node) as a:
                 raise error
-            assert a.outcome is not None
-            catalog.record_item(run_id, a.outcome)
-            items.append(a.outcome)
-            _report(reporter, a)
-        for target in targets:
+            _report(reporter, run.add(a))
+        for target in selection.targets:
             with attempt(str(target.guest.ref), target.node.name) as a:
                 _backup_one(a, target, repo, catalog, locks, reporter, clock, labels or {})
-            assert a.outcome is not None
-            catalog.record_item(run_id, a.outcome)
-            items.append(a.outcome)
-            _report(reporter, a)
-    except BaseException:
-        catalog.finish_run(run_id, "aborted", clock.now())
-        raise
-    status = overall(items)
-    catalog.finish_run(run_id, status, clock.now())
-    return RunResult("backup", status, tuple(items), run_id, {"repository": repo.name})
+            _report(reporter, run.add(a))
+    return run.result({"repository": repo.name})
 
 
 def _backup_one(a: Attempt, target: Target, repo: Repository, catalog: Catalog, locks: Locks,
@@ -69,9 +55,7 @@ def _backup_one(a: Attempt, target: Target, repo: Repository, catalog: Catalog, 
     a.tally.new_bytes = writer.stats.new_bytes_stored
 
 
-def _report(reporter: Reporter, a: Attempt) -> None:
-    o = a.outcome
-    assert o is not None
+def _report(reporter: Reporter, o: GuestOutcome) -> None:
     if o.status == "ok":
         reporter.info(f"{o.guest} on {o.node}: restore point {o.point_id and o.point_id[:12]}")
         for warning in o.warnings:

@@ -7,9 +7,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import VzError
-from ..results import GuestOutcome
+from ..ports import Catalog, Clock
+from ..results import GuestOutcome, RunResult, Status, overall
 
 log = logging.getLogger(__name__)
 
@@ -62,3 +64,40 @@ def attempt(guest: str, node: str | None, on_error: Callable[[VzError], None] | 
 def _failed(a: Attempt, started: float, error: str, code: int, message: str, hint: str | None) -> GuestOutcome:
     return GuestOutcome(a.guest, a.node, "failed", seconds=round(time.monotonic() - started, 3),
                         error=error, exit_code=code, message=message, hint=hint)
+
+
+class RunLog:
+    """One run in the catalogue: its items as they finish, its status at the end."""
+
+    def __init__(self, catalog: Catalog, clock: Clock, kind: str, args: dict[str, Any]):
+        self.catalog, self.clock, self.kind = catalog, clock, kind
+        self.run_id = catalog.start_run(kind, args, clock.now())
+        self.items: list[GuestOutcome] = []
+
+    def add(self, a: Attempt) -> GuestOutcome:
+        assert a.outcome is not None
+        self.catalog.record_item(self.run_id, a.outcome)
+        self.items.append(a.outcome)
+        return a.outcome
+
+    @property
+    def status(self) -> Status:
+        return overall(self.items) if self.items else "success"
+
+    def result(self, details: dict[str, Any] | None = None,
+               items: list[GuestOutcome] | None = None) -> RunResult:
+        shown = self.items if items is None else items
+        return RunResult(self.kind, self.status, tuple(shown), self.run_id, details or {})
+
+
+@contextmanager
+def recorded_run(catalog: Catalog, clock: Clock, kind: str, args: dict[str, Any]) -> Iterator[RunLog]:
+    """Record a run: finished with its status, or as aborted when interrupted (SIGTERM,
+    Ctrl-C) or broken by an error no guest could be blamed for."""
+    run = RunLog(catalog, clock, kind, args)
+    try:
+        yield run
+    except BaseException:
+        catalog.finish_run(run.run_id, "aborted", clock.now())
+        raise
+    catalog.finish_run(run.run_id, run.status, clock.now())

@@ -11,16 +11,14 @@ from collections.abc import Mapping
 from ..domain.guests import GuestRef
 from ..domain.manifest import Manifest
 from ..ports import Catalog, Clock, GuestInfo, Reporter, Repository
-from ..results import GuestOutcome, RunResult, overall
-from .outcome import attempt
+from ..results import RunResult
+from .outcome import attempt, recorded_run
 
 
 def rebuild_catalog(repos: Mapping[str, Repository], catalog: Catalog, reporter: Reporter,
                     clock: Clock) -> RunResult:
-    run_id = catalog.start_run("rebuild", {"repositories": sorted(repos)}, clock.now())
-    items: list[GuestOutcome] = []
     newest: dict[GuestRef, Manifest] = {}
-    try:
+    with recorded_run(catalog, clock, "rebuild", {"repositories": sorted(repos)}) as run:
         for repo in repos.values():
             found = 0
             for point_id in repo.point_ids():
@@ -30,21 +28,12 @@ def rebuild_catalog(repos: Mapping[str, Repository], catalog: Catalog, reporter:
                     a.tally.point_id, a.tally.bytes_in = point_id, manifest.size
                     _keep_newest(newest, manifest)
                     found += 1
-                assert a.outcome is not None
-                items.append(a.outcome)
+                run.add(a)
             reporter.info(f"{repo.name}: {found} restore points catalogued")
         for manifest in newest.values():
             _restore_guest(catalog, manifest)
-    except BaseException:
-        catalog.finish_run(run_id, "aborted", clock.now())
-        raise
-    failed = [i for i in items if i.status == "failed"]
-    for item in failed:
-        catalog.record_item(run_id, item)
-    status = overall(items) if items else "success"
-    catalog.finish_run(run_id, status, clock.now())
-    return RunResult("rebuild", status, tuple(failed), run_id,
-                     {"points": len(items) - len(failed), "guests": len(newest)})
+    failed = [i for i in run.items if i.status == "failed"]
+    return run.result({"points": len(run.items) - len(failed), "guests": len(newest)}, failed)
 
 
 def _keep_newest(newest: dict[GuestRef, Manifest], manifest: Manifest) -> None:

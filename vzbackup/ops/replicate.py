@@ -12,16 +12,14 @@ from collections.abc import Mapping
 from ..domain.points import RestorePoint
 from ..errors import RepositoryError
 from ..ports import Catalog, Clock, Reporter, Repository
-from ..results import GuestOutcome, RunResult, overall
-from .outcome import attempt
+from ..results import RunResult
+from .outcome import attempt, recorded_run
 
 
 def replicate(points: list[RestorePoint], repos: Mapping[str, Repository], target: Repository,
               catalog: Catalog, reporter: Reporter, clock: Clock) -> RunResult:
-    run_id = catalog.start_run("replicate", {"to": target.name, "points": [p.id for p in points]},
-                               clock.now())
-    items: list[GuestOutcome] = []
-    try:
+    args = {"to": target.name, "points": [p.id for p in points]}
+    with recorded_run(catalog, clock, "replicate", args) as run:
         for point in points:
             if any(c.repository == target.name for c in point.copies):
                 continue
@@ -31,16 +29,10 @@ def replicate(points: list[RestorePoint], repos: Mapping[str, Repository], targe
                                        point.size) as advance:
                     stats = source.copy_point(point.id, target, advance)
                 catalog.record_point(target.load_manifest(point.id), point.id, target.name)
-                a.tally.point_id, a.tally.bytes_in, a.tally.new_bytes = point.id, point.size, stats.bytes_sent
-            assert a.outcome is not None
-            catalog.record_item(run_id, a.outcome)
-            items.append(a.outcome)
-    except BaseException:
-        catalog.finish_run(run_id, "aborted", clock.now())
-        raise
-    status = overall(items) if items else "success"
-    catalog.finish_run(run_id, status, clock.now())
-    return RunResult("replicate", status, tuple(items), run_id, {"to": target.name})
+                a.tally.point_id, a.tally.bytes_in = point.id, point.size
+                a.tally.new_bytes = stats.bytes_sent
+            run.add(a)
+    return run.result({"to": target.name})
 
 
 def _source_of(point: RestorePoint, repos: Mapping[str, Repository], target: Repository) -> Repository:

@@ -16,8 +16,8 @@ from ..domain.placement import nearest_first
 from ..domain.points import RestorePoint, pick_point
 from ..errors import IntegrityError, PointNotFound, RepositoryError, UsageError, VzError
 from ..ports import Catalog, Clock, GuestInfo, Locks, Node, Repository, Reporter
-from ..results import RunResult, overall
-from .outcome import Attempt, attempt
+from ..results import RunResult
+from .outcome import Attempt, attempt, recorded_run
 from .selection import require_node, resolve_known_guest
 
 
@@ -66,19 +66,12 @@ def _choose_point(catalog: Catalog, ref: GuestRef, point: str | None, at: dateti
 
 def restore(plan: RestorePlan, catalog: Catalog, locks: Locks, reporter: Reporter,
             clock: Clock) -> RunResult:
-    run_id = catalog.start_run("restore", {"point": plan.point.id, "target": str(plan.target),
-                                           "node": plan.node.name}, clock.now())
-    try:
+    args = {"point": plan.point.id, "target": str(plan.target), "node": plan.node.name}
+    with recorded_run(catalog, clock, "restore", args) as run:
         with attempt(str(plan.target), plan.node.name) as a:
             _restore(a, plan, catalog, locks, reporter, clock)
-    except BaseException:
-        catalog.finish_run(run_id, "aborted", clock.now())
-        raise
-    assert a.outcome is not None
-    catalog.record_item(run_id, a.outcome)
-    status = overall([a.outcome])
-    catalog.finish_run(run_id, status, clock.now())
-    return RunResult("restore", status, (a.outcome,), run_id, a.tally.extra)
+        run.add(a)
+    return run.result(a.tally.extra)
 
 
 def _restore(a: Attempt, plan: RestorePlan, catalog: Catalog, locks: Locks,

@@ -7,17 +7,16 @@ from collections.abc import Mapping
 from ..domain.points import RestorePoint
 from ..errors import IntegrityError, RepositoryError
 from ..ports import Catalog, Clock, Reporter, Repository
-from ..results import RunResult, overall
-from .outcome import attempt
+from ..results import RunResult
+from .outcome import attempt, recorded_run
 
 
 def verify(points: list[RestorePoint], repos: Mapping[str, Repository], catalog: Catalog,
            reporter: Reporter, clock: Clock, *, full: bool = True, repair: bool = False) -> RunResult:
     """Verify every copy of ``points``. With ``repair``, damaged chunks are quarantined so
     that the next backup of the same data stores them again."""
-    run_id = catalog.start_run("verify", {"points": [p.id for p in points], "full": full}, clock.now())
-    items = []
-    try:
+    args = {"points": [p.id for p in points], "full": full}
+    with recorded_run(catalog, clock, "verify", args) as run:
         for point in points:
             for copy in point.copies:
                 repo = repos.get(copy.repository)
@@ -27,15 +26,8 @@ def verify(points: list[RestorePoint], repos: Mapping[str, Repository], catalog:
                     _verify_copy(point, repo, catalog, reporter, clock, full, repair)
                     a.tally.point_id = point.id
                     a.tally.bytes_in = point.size
-                assert a.outcome is not None
-                catalog.record_item(run_id, a.outcome)
-                items.append(a.outcome)
-    except BaseException:
-        catalog.finish_run(run_id, "aborted", clock.now())
-        raise
-    status = overall(items)
-    catalog.finish_run(run_id, status, clock.now())
-    return RunResult("verify", status, tuple(items), run_id, {"level": "full" if full else "quick"})
+                run.add(a)
+    return run.result({"level": "full" if full else "quick"})
 
 
 def _verify_copy(point: RestorePoint, repo: Repository, catalog: Catalog, reporter: Reporter,

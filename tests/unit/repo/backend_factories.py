@@ -45,27 +45,8 @@ def local_backend_fsync(request: pytest.FixtureRequest, tmp_path: Path) -> Backe
     return case
 
 
-def s3_moto_backend(request: pytest.FixtureRequest, tmp_path: Path) -> BackendCase:
-    endpoint = request.getfixturevalue("moto_endpoint")
-    reset_moto(endpoint)
-    backend = open_backend("s3://vzbackup-test/repo", endpoint_url=endpoint, region="us-east-1",
-                           access_key="test", secret_key="test-secret")
-    backend.create_bucket()
-
-    def leave_partial_put(key: str, data: bytes) -> None:
-        client = backend._client  # an upload begun and never completed
-        up = client.create_multipart_upload(Bucket=backend.bucket, Key=backend.prefix + key)
-        client.upload_part(Bucket=backend.bucket, Key=backend.prefix + key, PartNumber=1,
-                           UploadId=up["UploadId"], Body=data[: len(data) // 2])
-
-    return BackendCase(backend, leave_partial_put)
-
-
-def s3_seaweed_backend(request: pytest.FixtureRequest, tmp_path: Path) -> BackendCase:
-    endpoint = request.getfixturevalue("seaweed_endpoint")
-    # one bucket, a prefix per test: SeaweedFS gives every bucket volumes of its own
-    backend = open_backend(f"s3://vzcontract/{secrets.token_hex(6)}", endpoint_url=endpoint,
-                           access_key=SEAWEED_ACCESS, secret_key=SEAWEED_SECRET)
+def s3_case(backend) -> BackendCase:
+    """A fresh bucket; what a killed put leaves in S3 is an upload begun, never completed."""
     backend.create_bucket()
 
     def leave_partial_put(key: str, data: bytes) -> None:
@@ -75,6 +56,22 @@ def s3_seaweed_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backen
                            UploadId=up["UploadId"], Body=data[: len(data) // 2])
 
     return BackendCase(backend, leave_partial_put)
+
+
+def s3_moto_backend(request: pytest.FixtureRequest, tmp_path: Path) -> BackendCase:
+    endpoint = request.getfixturevalue("moto_endpoint")
+    reset_moto(endpoint)
+    backend = open_backend("s3://vzbackup-test/repo", endpoint_url=endpoint, region="us-east-1",
+                           access_key="test", secret_key="test-secret")
+    return s3_case(backend)
+
+
+def s3_seaweed_backend(request: pytest.FixtureRequest, tmp_path: Path) -> BackendCase:
+    endpoint = request.getfixturevalue("seaweed_endpoint")
+    # one bucket, a prefix per test: SeaweedFS gives every bucket volumes of its own
+    backend = open_backend(f"s3://vzcontract/{secrets.token_hex(6)}", endpoint_url=endpoint,
+                           access_key=SEAWEED_ACCESS, secret_key=SEAWEED_SECRET)
+    return s3_case(backend)
 
 
 def sftp_backend(request: pytest.FixtureRequest, tmp_path: Path) -> BackendCase:
