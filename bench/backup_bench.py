@@ -70,24 +70,30 @@ def allocated(path: Path) -> int:
     return sum(p.lstat().st_blocks * 512 for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-class Bench:
-    def __init__(self, work: Path, chunk_kib: int, level: int):
-        self.work = work
-        self.config = work / "bench.toml"
-        self.config.write_text(f"""
+def bench_config(src: str, chunk_kib: int, level: int) -> str:
+    """A config with node ``src`` (guests to back up), node ``dst`` and repository ``main``,
+    all relative to the config file's folder unless ``src`` is absolute."""
+    return f"""
 [state]
 dir = "state"
 [backup]
 repository = "main"
 [nodes.src]
-root = "src"
+root = "{src}"
 [nodes.dst]
 root = "dst"
 [repositories.main]
 url = "file://repo"
 chunk_avg_kib = {chunk_kib}
 compression_level = {level}
-""")
+"""
+
+
+class Bench:
+    def __init__(self, work: Path, chunk_kib: int, level: int):
+        self.work = work
+        self.config = work / "bench.toml"
+        self.config.write_text(bench_config("src", chunk_kib, level))
 
     def vzbackup(self, *args: str) -> float:
         argv = [sys.executable, "-m", "vzbackup", "--quiet", "--config", str(self.config), *args]

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.backup_bench import TOP, generate, settle, sh, tree_bytes
+from bench.backup_bench import TOP, bench_config, generate, settle, sh, tree_bytes
 
 
 def ensure_data(work: Path, gib: float) -> Path:
@@ -41,18 +41,7 @@ def run_variant(work: Path, src: Path, n: int, variant: str, chunk_kib: int, lev
     run = work / "runs" / f"{n:03d}-{label}"
     run.mkdir(parents=True)
     config = run / "bench.toml"
-    config.write_text(f"""
-[state]
-dir = "state"
-[backup]
-repository = "main"
-[nodes.src]
-root = "{src}"
-[repositories.main]
-url = "file://repo"
-chunk_avg_kib = {chunk_kib}
-compression_level = {level}
-""")
+    config.write_text(bench_config(str(src), chunk_kib, level))
     env = dict(os.environ)
     if path:
         env["PYTHONPATH"] = path

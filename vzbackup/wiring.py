@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from .catalog import open_catalog
 from .config import Config, NodeConfig, RepositoryConfig
-from .errors import ConfigError, KeyUnavailable, RepositoryError
+from .errors import ConfigError, KeyUnavailable, NodeUnreachable, RepositoryError
 from .locks import FileLocks
 from .nodes.local import LocalNode
 from .platforms.directory import DirectoryPlatform
@@ -81,7 +81,7 @@ class App:
         for name in self.config.repositories:
             try:
                 out[name] = self.repository(name)
-            except (RepositoryError, KeyUnavailable) as e:
+            except (RepositoryError, KeyUnavailable, NodeUnreachable) as e:
                 self.reporter.warning(f"repository {name} left out: {e}")
         return out
 

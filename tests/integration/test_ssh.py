@@ -98,3 +98,10 @@ def test_frozen_node_times_out_instead_of_hanging(ssh_lab):
         assert time.monotonic() - started < 15
     finally:
         os.kill(node.proc.pid, signal.SIGCONT)
+
+
+def test_a_command_flooding_stderr_does_not_stall(ssh_lab):
+    s = session(ssh_lab)
+    r = s.run(["sh", "-c", "head -c 4000000 /dev/zero >&2; echo done"], timeout=30)
+    assert r.code == 0 and r.stdout == b"done\n" and len(r.stderr) == 4_000_000
+    s.close()

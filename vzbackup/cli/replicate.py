@@ -9,7 +9,7 @@ from ..ops.replicate import replicate as replicate_op
 from ..ops.selection import resolve_known_guest
 from .context import CliContext, pass_cli
 from .main import cli
-from .render import render_run, run_exit_code
+from .render import emit_json, render_run, run_exit_code
 
 
 @cli.command()
@@ -31,10 +31,14 @@ def replicate(ctx: click.Context, cli_ctx: CliContext, guests: tuple[str, ...],
     known = app.catalog.guests()
     refs = {resolve_known_guest(known, g) for g in guests}
     points = [p for p in app.catalog.points() if not refs or p.guest in refs]
-    code = 0
+    results = []
     for name in targets:
         target = app.replica(name, app.config.backup_repository)
-        result = replicate_op(points, app.repositories(), target, app.catalog, app.reporter, app.clock)
-        render_run(result, as_json)
-        code = code or run_exit_code(result)
-    ctx.exit(code)
+        results.append(replicate_op(points, app.repositories(), target, app.catalog,
+                                    app.reporter, app.clock))
+    if as_json:  # one document, one run per target
+        emit_json("replicate", [r.to_dict() for r in results])
+    else:
+        for result in results:
+            render_run(result, False)
+    ctx.exit(next((c for c in map(run_exit_code, results) if c), 0))

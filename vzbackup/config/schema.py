@@ -81,7 +81,7 @@ SCHEMA: dict[str, Section] = {
         "endpoint_url": Option("str", "", doc="s3://: the endpoint (Ceph RGW, MinIO...); empty: AWS."),
         "region": Option("str", "", doc="s3://: the region; empty: us-east-1."),
         "path_style": Option("bool", True, doc="s3://: path-style addressing (most self-hosted stores)."),
-        "credentials_file": Option("path", "", secret=False,
+        "credentials_file": Option("path", "",
                                    doc="s3://: AWS-style credentials file; empty: the environment."),
         "sse": Option("str", "", choices=("", "AES256", "aws:kms"),
                       doc="s3://: server-side encryption of every object."),

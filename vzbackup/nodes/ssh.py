@@ -70,8 +70,13 @@ class SshSession:
         command = shlex.join(argv)
         try:
             _, out, err = self.client().exec_command(command, timeout=timeout)
-            stdout, stderr = out.read(), err.read()
+            errors: list[bytes] = []  # stderr read alongside: a full stderr window would
+            reader = threading.Thread(target=lambda: errors.append(err.read()), daemon=True)
+            reader.start()  # otherwise stall the command while we wait on its stdout
+            stdout = out.read()
+            reader.join(timeout)
             code = out.channel.recv_exit_status()
+            stderr = errors[0] if errors else b""
         except (socket.timeout, paramiko.SSHException, OSError) as e:
             self.close()
             raise NodeUnreachable(f"node {self.node} ({self.target.where}): '{command}' did not "

@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import VzError
+from ..errors import (IntegrityError, NodeUnreachable, ObjectNotFound, PointNotFound,
+                      RepositoryError, VzError)
 from ..ports import Catalog, Clock
 from ..results import GuestOutcome, RunResult, Status, overall
 
@@ -64,6 +65,19 @@ def attempt(guest: str, node: str | None, on_error: Callable[[VzError], None] | 
 def _failed(a: Attempt, started: float, error: str, code: int, message: str, hint: str | None) -> GuestOutcome:
     return GuestOutcome(a.guest, a.node, "failed", seconds=round(time.monotonic() - started, 3),
                         error=error, exit_code=code, message=message, hint=hint)
+
+
+# What a copy's failure says about the copy; anything else (a node or endpoint that does not
+# answer) says nothing about it, and its recorded state stays as it was.
+COPY_ERRORS = (IntegrityError, RepositoryError, NodeUnreachable)
+
+
+def copy_state_after(error: VzError) -> str | None:
+    if isinstance(error, IntegrityError):
+        return "corrupt"
+    if isinstance(error, (ObjectNotFound, PointNotFound)):
+        return "missing"
+    return None
 
 
 class RunLog:

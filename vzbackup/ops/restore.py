@@ -14,10 +14,10 @@ from datetime import datetime
 from ..domain.guests import GuestRef
 from ..domain.placement import nearest_first
 from ..domain.points import RestorePoint, pick_point
-from ..errors import IntegrityError, PointNotFound, RepositoryError, UsageError, VzError
+from ..errors import PointNotFound, RepositoryError, UsageError, VzError
 from ..ports import Catalog, Clock, GuestInfo, Locks, Node, Repository, Reporter
 from ..results import RunResult
-from .outcome import Attempt, attempt, recorded_run
+from .outcome import COPY_ERRORS, Attempt, attempt, copy_state_after, recorded_run
 from .selection import require_node, resolve_known_guest
 
 
@@ -89,9 +89,10 @@ def _restore(a: Attempt, plan: RestorePlan, catalog: Catalog, locks: Locks,
                 catalog.upsert_guest(guest)
                 catalog.record_copy_state(plan.point.id, repo.name, "ok", clock.now(), "full")
                 return
-            except (IntegrityError, RepositoryError) as e:
-                state = "corrupt" if isinstance(e, IntegrityError) else "missing"
-                catalog.record_copy_state(plan.point.id, repo.name, state, clock.now())
+            except COPY_ERRORS as e:  # try the next copy, farther away
+                state = copy_state_after(e)
+                if state is not None:
+                    catalog.record_copy_state(plan.point.id, repo.name, state, clock.now())
                 reporter.warning(f"copy in {repo.name} failed: {e}")
                 last = e
     assert last is not None

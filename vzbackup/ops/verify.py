@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..domain.points import RestorePoint
-from ..errors import IntegrityError, RepositoryError
+from ..errors import IntegrityError
 from ..ports import Catalog, Clock, Reporter, Repository
 from ..results import RunResult
-from .outcome import attempt, recorded_run
+from .outcome import COPY_ERRORS, attempt, copy_state_after, recorded_run
 
 
 def verify(points: list[RestorePoint], repos: Mapping[str, Repository], catalog: Catalog,
@@ -37,8 +37,10 @@ def _verify_copy(point: RestorePoint, repo: Repository, catalog: Catalog, report
     try:
         with reporter.progress(label, point.size if full else None) as advance:
             report = repo.verify_point(point.id, full=full, advance=advance)
-    except RepositoryError:
-        catalog.record_copy_state(point.id, repo.name, "missing", clock.now(), level)
+    except COPY_ERRORS as e:
+        state = copy_state_after(e)
+        if state is not None:
+            catalog.record_copy_state(point.id, repo.name, state, clock.now(), level)
         raise
     if not report.ok:
         catalog.record_copy_state(point.id, repo.name, "corrupt", clock.now(), level)

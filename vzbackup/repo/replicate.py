@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..domain.manifest import short_id
@@ -31,7 +31,7 @@ WORKERS = 4
 class _Counter:
     sent: int = 0
     bytes: int = 0
-    lock: threading.Lock = threading.Lock()
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, n: int) -> None:
         with self.lock:

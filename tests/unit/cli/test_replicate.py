@@ -46,15 +46,15 @@ def sent(result) -> int:
 
 def test_replicate_is_idempotent_and_costs_what_changed(replicated):
     lab = replicated
-    first = lab.ok("replicate", "--json").json()
+    first = lab.ok("replicate", "--json").json()[0]
     assert first["status"] == "success" and len(first["items"]) == 2 and sent(first) > 0
     copies = {c["repository"] for p in lab.ok("points", "--json").json() for c in p["copies"]}
     assert copies == {"main", "peer"}
-    again = lab.ok("replicate", "--json").json()
+    again = lab.ok("replicate", "--json").json()[0]
     assert again["items"] == []
     change_container(lab.node("node1") / "ct101", 0.02, seed=5)
     lab.ok("backup", "ct101")
-    second = lab.ok("replicate", "--json").json()
+    second = lab.ok("replicate", "--json").json()[0]
     assert len(second["items"]) == 1 and sent(second) < 0.2 * sent(first)
     assert lab.ok("verify", "--all", "--json").json()["status"] == "success"
 
@@ -94,7 +94,27 @@ def test_replication_cut_midway_resumes_with_only_the_rest(replicated):
     partial = chunk_bytes(lab.root / "peer")
     assert 0 < partial < 40 << 20
     lab.config.write_text(lab.config.read_text().replace("bwlimit_mib = 16", "bwlimit_mib = 0"))
-    rest = sent(lab.ok("replicate", "vm300", "--json").json())
+    rest = sent(lab.ok("replicate", "vm300", "--json").json()[0])
     total = chunk_bytes(lab.root / "peer")
     assert rest <= total - partial + 256 * 1024  # at most what was missing (+ chunks in flight)
     lab.ok("verify", "--all")
+
+
+def test_restore_fails_over_past_a_dead_peer_node_to_s3(replicated, ssh_lab):
+    from tests.lab.ssh import free_port
+    lab = replicated
+    node = ssh_lab.nodes[1]
+    sftp = (f'url = "sftp://root@127.0.0.1:{node.port}{node.data}/peer-{lab.root.name}"\n'
+            f'key_file = "{ssh_lab.client_key}"\nknown_hosts = "{ssh_lab.known_hosts}"\n')
+    text = lab.config.read_text().replace('url = "file://peer"\n', sftp)
+    lab.config.write_text(text)
+    lab.ok("replicate", "--to", "peer")
+    lab.ok("replicate", "--to", "offsite")
+    shutil.rmtree(lab.root / "repo")  # the backup server's disk is gone...
+    lab.config.write_text(text.replace(f"127.0.0.1:{node.port}", f"127.0.0.1:{free_port()}"))
+    started = time.monotonic()
+    r = lab.ok("restore", "ct101", "--to", "node2")  # ...and the peer node is down
+    assert "repository peer left out" in r.err and "from offsite" in r.err
+    assert time.monotonic() - started < 60
+    points = lab.ok("points", "ct101", "--json").json()
+    assert {c["repository"]: c["state"] for c in points[0]["copies"]}["peer"] == "ok"  # not blamed

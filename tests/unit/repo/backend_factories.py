@@ -26,9 +26,8 @@ class BackendCase:
     leave_partial_put: Callable[[str, bytes], None]
 
 
-def local_backend(request: pytest.FixtureRequest, tmp_path: Path) -> BackendCase:
-    root = tmp_path / "store"
-    backend = open_backend(root.as_uri())
+def dot_temp_leaver(root: Path) -> Callable[[str, bytes], None]:
+    """What a put killed before its rename leaves on a file system: a half-written dot-file."""
 
     def leave_partial_put(key: str, data: bytes) -> None:
         folder, _, name = key.rpartition("/")
@@ -36,7 +35,13 @@ def local_backend(request: pytest.FixtureRequest, tmp_path: Path) -> BackendCase
         where.mkdir(parents=True, exist_ok=True)
         (where / f".{name}.deadbeef0000.tmp").write_bytes(data[: len(data) // 2])
 
-    return BackendCase(backend, leave_partial_put)
+    return leave_partial_put
+
+
+def local_backend(request: pytest.FixtureRequest, tmp_path: Path) -> BackendCase:
+    root = tmp_path / "store"
+    backend = open_backend(root.as_uri())
+    return BackendCase(backend, dot_temp_leaver(root))
 
 
 def local_backend_fsync(request: pytest.FixtureRequest, tmp_path: Path) -> BackendCase:
@@ -80,14 +85,7 @@ def sftp_backend(request: pytest.FixtureRequest, tmp_path: Path) -> BackendCase:
     root = node.data / f"repo-{secrets.token_hex(4)}"
     backend = open_backend(f"sftp://root@127.0.0.1:{node.port}{root}", key_file=str(lab.client_key),
                            known_hosts=str(lab.known_hosts))
-
-    def leave_partial_put(key: str, data: bytes) -> None:
-        folder, _, name = key.rpartition("/")
-        where = root / folder if folder else root
-        where.mkdir(parents=True, exist_ok=True)
-        (where / f".{name}.deadbeef0000.tmp").write_bytes(data[: len(data) // 2])
-
-    return BackendCase(backend, leave_partial_put)
+    return BackendCase(backend, dot_temp_leaver(root))
 
 
 BACKEND_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], BackendCase]] = {

@@ -60,8 +60,7 @@ def test_secrets_stay_out_of_urls_reprs_and_errors(s3, moto_endpoint):
 def test_unreachable_endpoint_is_a_clear_error():
     dead = open_backend("s3://vzrepo/x", endpoint_url="http://127.0.0.1:9", access_key="a",
                         secret_key="b")
-    dead._client.meta.config.retries = {"max_attempts": 1}
-    with pytest.raises(RepositoryError, match="does not answer|cannot"):
+    with pytest.raises(RepositoryError, match="the endpoint does not answer"):
         dead.stat("config")
 
 
