@@ -7,7 +7,7 @@ import os
 import pytest
 
 # The servers the suite starts (PostgreSQL, S3, sshd), as session fixtures for every test.
-pytest_plugins = ["tests.lab.pg", "tests.lab.s3", "tests.lab.ssh"]
+pytest_plugins = ["tests.lab.pg", "tests.lab.s3", "tests.lab.ssh", "tests.lab.site"]
 
 
 @pytest.fixture(autouse=True)

@@ -28,7 +28,8 @@ class RedactSecrets(logging.Filter):
 
 
 def setup_logging(level: str, file: Path | None, *, verbose: bool = False,
-                  secrets: set[str] | None = None) -> None:
+                  secrets: set[str] | None = None, stderr: bool = False) -> None:
+    """Log to ``file``, and to stderr when ``verbose`` (at debug level) or ``stderr``."""
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if verbose else getattr(logging, level.upper(), logging.INFO))
     redact = RedactSecrets(secrets or set())
@@ -39,7 +40,7 @@ def setup_logging(level: str, file: Path | None, *, verbose: bool = False,
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(file, encoding="utf-8"))
-    if verbose:
+    if verbose or stderr:
         handlers.append(logging.StreamHandler())
     for handler in handlers:
         handler.setFormatter(logging.Formatter(_FORMAT))

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from .domain.guests import GuestRef
+from .domain.guests import GuestRef, parse_guest
 from .domain.manifest import Manifest
 from .domain.points import RestorePoint
 from .results import GuestOutcome
@@ -147,6 +147,18 @@ class GuestInfo:
     status: str = "unknown"  # running | stopped | unknown
     config: dict[str, Any] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"ref": str(self.ref), "name": self.name, "node": self.node,
+                "status": self.status, "config": self.config}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GuestInfo":
+        ref = parse_guest(d["ref"]).ref
+        if ref is None:
+            raise ValueError(f"not a guest reference: {d['ref']!r}")
+        return cls(ref, d["name"], d["node"], d.get("status", "unknown"),
+                   dict(d.get("config") or {}))
+
 
 @dataclass
 class Dump:
@@ -185,13 +197,49 @@ class Platform(Protocol):
         ...
 
 
+class NodeAgent(Protocol):
+    """``vzbackup agent`` on a node, reached over SSH: runs a whole job there, so that data
+    flows between the node and a repository without passing through this process."""
+
+    def run(self, job: dict[str, Any], advance: Advance | None = None) -> dict[str, Any]:
+        """Run ``job`` on the node; its result. An error raised there is raised here as the
+        same class (same exit code), naming the node."""
+        ...
+
+
 class Node(Protocol):
+    """A place where guests live: this host, or a node over SSH. Dumps and restores run
+    there; the streams pass through this process unless ``agent`` runs the whole job."""
+
     name: str
-    platform: Platform
-    snapshotter: Snapshotter
+    platform_name: str
+    agent: NodeAgent | None  # None: the node is this host
 
     def check(self) -> None:
         """Raise ``NodeUnreachable`` unless the node answers."""
+        ...
+
+    def list_guests(self) -> list[GuestInfo]: ...
+
+    def dump(self, guest: GuestInfo) -> AbstractContextManager[Dump]:
+        """A dump of ``guest`` taken on the node (through its snapshotter); see ``Platform``."""
+        ...
+
+    def restore(self, target: GuestRef, stream: BinaryIO, *, name: str, config: dict[str, Any],
+                force: bool = False) -> GuestInfo:
+        """``Platform.restore`` on the node."""
+        ...
+
+
+class RepositoryAccess(Protocol):
+    def spec_for(self, repository: str, node: str) -> dict[str, Any] | None:
+        """How ``node`` opens ``repository`` by itself: URL, options and the secrets it
+        needs (sent on the agent's stdin, never in argv or logs). None when it cannot: the
+        repository is a folder on this host, so data passes through this process."""
+        ...
+
+    def home(self, repository: str) -> str | None:
+        """The node whose own disk holds ``repository``, if any."""
         ...
 
 

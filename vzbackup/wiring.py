@@ -8,12 +8,16 @@ from __future__ import annotations
 import configparser
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
-from .catalog import open_catalog
 from .config import Config, NodeConfig, RepositoryConfig
 from .errors import ConfigError, KeyUnavailable, NodeUnreachable, RepositoryError
 from .locks import FileLocks
 from .nodes.local import LocalNode
+from .nodes.remote import SshNode
+from .nodes.ssh import SshSession, SshTarget
 from .platforms.directory import DirectoryPlatform
 from .ports import Backend, Catalog, Node, Repository, Reporter, Snapshotter
 from .repo.backends import open_backend
@@ -44,6 +48,8 @@ class App:
     @property
     def catalog(self) -> Catalog:
         if self._catalog is None:
+            from .catalog import open_catalog  # here: the agent on a node never loads it
+
             self._catalog = open_catalog(self.config.catalog_url)
         return self._catalog
 
@@ -56,6 +62,29 @@ class App:
         if self._nodes is None:
             self._nodes = {name: build_node(nc) for name, nc in self.config.nodes.items()}
         return self._nodes
+
+    # ---- ports.RepositoryAccess ------------------------------------------------------
+
+    def spec_for(self, repository: str, node: str) -> dict[str, Any] | None:
+        rc = self._repo_config(repository)
+        if rc.scheme == "file":
+            return None  # a folder on this host: the data passes through here
+        url = rc.url
+        if rc.node and rc.node == node:  # the node's own disk: no SSH to itself
+            url = "file://" + unquote(urlsplit(rc.url).path)
+        passphrase = read_passphrase(rc)
+        access, secret = read_s3_credentials(rc) if rc.scheme == "s3" else (None, None)
+        return {"name": rc.name, "url": url, "encryption": rc.encryption,
+                "passphrase": passphrase.reveal().decode() if passphrase else None,
+                "compression_level": rc.compression_level, "bwlimit_mib": rc.bwlimit_mib,
+                "key_file": str(rc.key_file or ""), "known_hosts": str(rc.known_hosts or ""),
+                "accept_new_host_key": rc.accept_new_host_key,
+                "connect_timeout": rc.connect_timeout, "endpoint_url": rc.endpoint_url,
+                "region": rc.region, "path_style": rc.path_style, "sse": rc.sse,
+                "access_key": access, "secret_key": secret}
+
+    def home(self, repository: str) -> str | None:
+        return self._repo_config(repository).node or None
 
     def repository(self, name: str) -> Repository:
         if name not in self._repos:
@@ -101,23 +130,56 @@ class App:
 
 
 def build_node(nc: NodeConfig) -> Node:
+    if nc.transport == "ssh":
+        target = SshTarget(nc.host, nc.port, nc.user, key_file=nc.key_file,
+                           known_hosts=nc.known_hosts,
+                           accept_new_host_key=nc.accept_new_host_key,
+                           connect_timeout=float(nc.connect_timeout))
+        spec = {"name": nc.name, "platform": nc.platform, "snapshotter": nc.snapshotter,
+                "root": str(nc.root), "cache_dir": nc.cache_dir}
+        return SshNode(nc.name, SshSession(target, nc.name), [nc.vzbackup], spec,
+                       timeout=float(nc.command_timeout))
     snapshotter: Snapshotter = BtrfsSnapshotter() if nc.snapshotter == "btrfs" else NoSnapshot()
     return LocalNode(nc.name, DirectoryPlatform(nc.root, nc.name), snapshotter, nc.root)
 
 
-def build_backend(rc: RepositoryConfig) -> Backend:
-    """The repository's backend with its scheme's options, under its bandwidth limit."""
+def node_from_spec(spec: dict[str, Any]) -> Node:
+    """The agent's side: the node it runs on, from the controller's description."""
+    return build_node(NodeConfig(spec["name"], "local", spec["platform"], spec["snapshotter"],
+                                 Path(spec["root"])))
+
+
+def build_backend(rc: RepositoryConfig, credentials: tuple[str | None, str | None] | None = None
+                  ) -> Backend:
+    """The repository's backend with its scheme's options, under its bandwidth limit.
+    ``credentials``: S3 keys already read (on a node, from the job); None: read them here."""
     options: dict[str, object] = {}
     if rc.scheme == "sftp":
         options = {"key_file": rc.key_file, "known_hosts": rc.known_hosts,
-                   "accept_new_host_key": rc.accept_new_host_key}
+                   "accept_new_host_key": rc.accept_new_host_key,
+                   "connect_timeout": float(rc.connect_timeout)}
     elif rc.scheme == "s3":
-        access, secret = read_s3_credentials(rc)
+        access, secret = credentials or read_s3_credentials(rc)
         options = {"endpoint_url": rc.endpoint_url or None, "region": rc.region or None,
                    "path_style": rc.path_style, "sse": rc.sse or None,
                    "access_key": access, "secret_key": secret}
     backend = open_backend(rc.url, **options)
     return RateLimited(backend, rc.bwlimit_mib * 2**20) if rc.bwlimit_mib else backend
+
+
+def repository_from_spec(spec: dict[str, Any], cache_dir: Path | None) -> Repository:
+    """The agent's side: open the repository the controller described (``App.spec_for``)."""
+    def path(value: str) -> Path | None:
+        return Path(value) if value else None
+
+    rc = RepositoryConfig(
+        spec["name"], spec["url"], spec["encryption"], None, "", spec["compression_level"], 32,
+        spec["bwlimit_mib"], path(spec["key_file"]), path(spec["known_hosts"]),
+        spec["accept_new_host_key"], spec["connect_timeout"], "", spec["endpoint_url"],
+        spec["region"], spec["path_style"], None, spec["sse"])
+    backend = build_backend(rc, (spec["access_key"], spec["secret_key"]))
+    return open_chunk_repository(rc.name, backend, passphrase=spec["passphrase"],
+                                 cache_dir=cache_dir, compression_level=rc.compression_level)
 
 
 def read_s3_credentials(rc: RepositoryConfig) -> tuple[str | None, str | None]:

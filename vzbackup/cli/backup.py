@@ -36,6 +36,6 @@ def backup(ctx: click.Context, cli_ctx: CliContext, guests: tuple[str, ...], all
         raise UsageError(f"--label {bad[0]!r}: expected KEY=VALUE")
     extra = dict(lbl.split("=", 1) for lbl in labels)
     result = backup_op(selection, repo, app.catalog, app.locks, app.reporter, app.clock,
-                       {**app.config.backup_labels, **extra})
+                       {**app.config.backup_labels, **extra}, access=app)
     render_run(result, as_json)
     ctx.exit(run_exit_code(result))

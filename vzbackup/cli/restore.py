@@ -34,17 +34,19 @@ def restore(ctx: click.Context, cli_ctx: CliContext, guest: str, to_node: str, p
     """
     app = cli_ctx.app
     plan = plan_restore(app.catalog, app.nodes, app.repositories(), guest, to_node, point=point,
-                        at=_parse_time(at) if at else None, as_id=as_id, force=force)
+                        at=_parse_time(at) if at else None, as_id=as_id, force=force,
+                        access=app)
     if dry_run:
         if as_json:
             emit_json("restore-plan", {"point": plan.point.id, "guest": str(plan.point.guest),
                                        "target": str(plan.target), "node": plan.node.name,
-                                       "sources": [r.name for r in plan.sources]})
+                                       "sources": [r.name for r in plan.sources],
+                                       "reasons": list(plan.reasons)})
         else:
             click.echo(plan.describe())
         return
     app.reporter.info(plan.describe())
-    result = restore_op(plan, app.catalog, app.locks, app.reporter, app.clock)
+    result = restore_op(plan, app.catalog, app.locks, app.reporter, app.clock, access=app)
     render_run(result, as_json)
     ctx.exit(run_exit_code(result))
 

@@ -152,11 +152,18 @@ def _build(path: Path, doc: dict, problems: list[str]) -> Config:
     repos = {n: RepositoryConfig(
         n, _absolute_file_url(r["url"], base), r["encryption"], p(r["passphrase_file"]),
         r["passphrase_env"], r["compression_level"], r["chunk_avg_kib"], r["bwlimit_mib"],
-        p(r["key_file"]), p(r["known_hosts"]), r["accept_new_host_key"], r["endpoint_url"],
-        r["region"], r["path_style"], p(r["credentials_file"]), r["sse"])
+        p(r["key_file"]), p(r["known_hosts"]), r["accept_new_host_key"], r["connect_timeout"],
+        r["node"], r["endpoint_url"], r["region"], r["path_style"], p(r["credentials_file"]),
+        r["sse"])
         for n, r in doc["repositories"].items()}
-    nodes = {n: NodeConfig(n, v["transport"], v["platform"], v["snapshotter"], p(v["root"]))  # type: ignore[arg-type]
-             for n, v in doc["nodes"].items()}
+    nodes = {n: NodeConfig(
+        n, v["transport"], v["platform"], v["snapshotter"],
+        # an ssh node's root is a path on the node: taken as written
+        Path(v["root"]) if v["transport"] == "ssh" else p(v["root"]),  # type: ignore[arg-type]
+        v["host"], v["port"], v["user"], p(v["key_file"]), p(v["known_hosts"]),
+        v["accept_new_host_key"], v["connect_timeout"], v["command_timeout"], v["vzbackup"],
+        v["cache_dir"])
+        for n, v in doc["nodes"].items()}
     _cross_check(path, doc, repos, problems)
     if problems:
         raise ConfigError(problems)
@@ -177,7 +184,7 @@ def _build(path: Path, doc: dict, problems: list[str]) -> Config:
 
 _SCHEME_KEYS = {
     "file": (),
-    "sftp": ("key_file", "known_hosts", "accept_new_host_key"),
+    "sftp": ("key_file", "known_hosts", "accept_new_host_key", "connect_timeout", "node"),
     "s3": ("endpoint_url", "region", "path_style", "credentials_file", "sse"),
 }
 
@@ -206,7 +213,11 @@ def _cross_check(path: Path, doc: dict, repos: dict[str, RepositoryConfig], prob
     for target in doc["backup"]["replicate_to"]:
         if target not in repos:
             problems.append(f"{path}: backup.replicate_to: no repository named {target!r}")
+    _check_nodes(path, doc, problems)
     for name, r in repos.items():
+        if r.node and r.node not in doc["nodes"]:
+            problems.append(f"{path}: repositories.{name}.node: no node named {r.node!r} "
+                            "under [nodes]")
         if r.scheme not in _SCHEME_KEYS:
             problems.append(f"{path}: repositories.{name}.url: unsupported scheme "
                             "(supported: file:///path, sftp://user@host/path, s3://bucket/prefix)")
@@ -221,3 +232,23 @@ def _cross_check(path: Path, doc: dict, repos: dict[str, RepositoryConfig], prob
                             "or passphrase_env")
         if r.passphrase_file and r.passphrase_env:
             problems.append(f"{path}: repositories.{name}: set passphrase_file or passphrase_env, not both")
+
+
+_SSH_KEYS = ("host", "port", "user", "key_file", "known_hosts", "accept_new_host_key",
+             "connect_timeout", "command_timeout", "vzbackup", "cache_dir")
+
+
+def _check_nodes(path: Path, doc: dict, problems: list[str]) -> None:
+    options = SCHEMA["nodes"].options
+    for name, n in doc["nodes"].items():
+        if n["transport"] == "ssh":
+            if not n["host"]:
+                problems.append(f"{path}: nodes.{name}.host: required with transport = \"ssh\"")
+            for key in ("root", "cache_dir"):
+                if n[key] and not n[key].startswith("/"):
+                    problems.append(f"{path}: nodes.{name}.{key}: must be an absolute path on "
+                                    "the node")
+            continue
+        for key in _SSH_KEYS:
+            if n[key] != options[key].default:
+                problems.append(f"{path}: nodes.{name}.{key}: only for transport = \"ssh\"")

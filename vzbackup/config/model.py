@@ -13,6 +13,16 @@ class NodeConfig:
     platform: str
     snapshotter: str
     root: Path
+    host: str = ""
+    port: int = 22
+    user: str = "root"
+    key_file: Path | None = None
+    known_hosts: Path | None = None
+    accept_new_host_key: bool = False
+    connect_timeout: int = 10
+    command_timeout: int = 300
+    vzbackup: str = "vzbackup"
+    cache_dir: str = "/var/lib/vzbackup/cache"
 
 
 @dataclass(frozen=True)
@@ -28,6 +38,8 @@ class RepositoryConfig:
     key_file: Path | None = None
     known_hosts: Path | None = None
     accept_new_host_key: bool = False
+    connect_timeout: int = 10
+    node: str = ""
     endpoint_url: str = ""
     region: str = ""
     path_style: bool = True

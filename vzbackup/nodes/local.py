@@ -1,12 +1,15 @@
-"""A node that is this host: its platform works on local paths."""
+"""A node that is this host: its platform works on local paths, in this process."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
+from ..domain.guests import GuestRef
 from ..errors import NodeUnreachable
-from ..ports import Platform, Snapshotter
+from ..ports import Dump, GuestInfo, Platform, Snapshotter
 
 
 @dataclass
@@ -15,8 +18,23 @@ class LocalNode:
     platform: Platform
     snapshotter: Snapshotter
     root: Path
+    agent: None = None
+
+    @property
+    def platform_name(self) -> str:
+        return self.platform.name
 
     def check(self) -> None:
         if not self.root.is_dir():
             raise NodeUnreachable(f"node {self.name}: its root {self.root} does not exist",
                                   hint=f"Mount or create {self.root}, or fix nodes.{self.name}.root.")
+
+    def list_guests(self) -> list[GuestInfo]:
+        return self.platform.list_guests()
+
+    def dump(self, guest: GuestInfo) -> AbstractContextManager[Dump]:
+        return self.platform.dump(guest, self.snapshotter)
+
+    def restore(self, target: GuestRef, stream: BinaryIO, *, name: str, config: dict[str, Any],
+                force: bool = False) -> GuestInfo:
+        return self.platform.restore(target, stream, name=name, config=config, force=force)

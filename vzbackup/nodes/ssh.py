@@ -83,6 +83,21 @@ class SshSession:
                                   f"finish: {e or type(e).__name__}") from None
         return CommandResult(tuple(argv), code, stdout, stderr)
 
+    def start(self, argv: list[str], *, timeout: float = 300.0) -> "RemoteProcess":
+        """Start ``argv`` on the node with streaming stdin and stdout. ``timeout`` bounds
+        each wait for the other side (inactivity), not the whole command."""
+        command = shlex.join(argv)
+        try:
+            channel = self.client().get_transport().open_session(  # type: ignore[union-attr]
+                timeout=self.target.connect_timeout)
+            channel.settimeout(timeout)
+            channel.exec_command(command)
+        except (socket.timeout, paramiko.SSHException, OSError) as e:
+            self.close()
+            raise NodeUnreachable(f"node {self.node} ({self.target.where}): cannot start "
+                                  f"'{command}': {e or type(e).__name__}") from None
+        return RemoteProcess(channel, command, f"node {self.node} ({self.target.where})")
+
     def sftp(self) -> paramiko.SFTPClient:
         sftp = self.client().open_sftp()
         sftp.get_channel().settimeout(self.target.connect_timeout * 3)
@@ -146,3 +161,46 @@ class SshSession:
             client.save_host_keys(str(known))
         client.get_transport().set_keepalive(t.keepalive)  # type: ignore[union-attr]
         return client
+
+
+class RemoteProcess:
+    """A command running on a node: ``stdin`` and ``stdout`` are streams with the channel's
+    flow control (a writer blocks while the other side is not reading); stderr is
+    collected in a thread so that it never stalls the command."""
+
+    def __init__(self, channel: paramiko.Channel, command: str, where: str):
+        self.channel, self.command, self.where = channel, command, where
+        self.stdin = channel.makefile_stdin("wb")
+        self.stdout = channel.makefile("rb")
+        self._stderr: list[bytes] = []
+        err = channel.makefile_stderr("rb")
+        self._reader = threading.Thread(target=lambda: self._stderr.append(_read_all(err)),
+                                        daemon=True, name="vzbackup-ssh-stderr")
+        self._reader.start()
+
+    def close_stdin(self) -> None:
+        self.stdin.flush()
+        self.channel.shutdown_write()
+
+    @property
+    def stderr(self) -> str:
+        return b"".join(self._stderr).decode("utf-8", "replace").strip()
+
+    def wait(self, timeout: float = 30.0) -> int:
+        """The exit status; ``NodeUnreachable`` if none arrives within ``timeout``."""
+        if not self.channel.status_event.wait(timeout):
+            self.kill()
+            raise NodeUnreachable(f"{self.where}: '{self.command}' did not exit")
+        self._reader.join(timeout)
+        return self.channel.recv_exit_status()
+
+    def kill(self) -> None:
+        """Close the channel: sshd hangs up on the command (SIGHUP, then EOF on its pipes)."""
+        self.channel.close()
+
+
+def _read_all(stream) -> bytes:  # noqa: ANN001
+    try:
+        return stream.read()
+    except (socket.timeout, OSError, paramiko.SSHException):
+        return b""

@@ -3,18 +3,26 @@
 Order per guest: lock, dump stream -> chunks, close the dump (its exit is checked), then
 the manifest is committed, then the catalogue records it. A crash anywhere before the
 commit leaves chunks for GC, never a half restore point.
+
+Where the dump is taken: on this host, or on a node over SSH. When that node can open the
+repository by itself (SFTP, S3, its own disk), the whole job runs there and the data goes
+node -> repository; otherwise the dump streams through this process.
 """
 
 from __future__ import annotations
 
-from ..ports import Catalog, Clock, Locks, PointDraft, Repository, Reporter
+from datetime import datetime
+from ..domain.manifest import Manifest
+from ..ports import (Advance, Catalog, Clock, GuestInfo, Locks, Node, PointDraft, Repository,
+                     RepositoryAccess, Reporter, WriteStats)
 from ..results import GuestOutcome, RunResult
 from .outcome import Attempt, attempt, recorded_run
 from .selection import Selection, Target
 
 
 def backup(selection: Selection, repo: Repository, catalog: Catalog, locks: Locks,
-           reporter: Reporter, clock: Clock, labels: dict[str, str] | None = None) -> RunResult:
+           reporter: Reporter, clock: Clock, labels: dict[str, str] | None = None,
+           access: RepositoryAccess | None = None) -> RunResult:
     """Back up every selected guest; a node that could not be searched is a failed item."""
     args = {"guests": [str(t.guest.ref) for t in selection.targets], "repository": repo.name}
     with recorded_run(catalog, clock, "backup", args) as run:
@@ -24,35 +32,56 @@ def backup(selection: Selection, repo: Repository, catalog: Catalog, locks: Lock
             _report(reporter, run.add(a))
         for target in selection.targets:
             with attempt(str(target.guest.ref), target.node.name) as a:
-                _backup_one(a, target, repo, catalog, locks, reporter, clock, labels or {})
+                _backup_one(a, target, repo, catalog, locks, reporter, clock, labels or {},
+                            access)
             _report(reporter, run.add(a))
     return run.result({"repository": repo.name})
 
 
 def _backup_one(a: Attempt, target: Target, repo: Repository, catalog: Catalog, locks: Locks,
-                reporter: Reporter, clock: Clock, labels: dict[str, str]) -> None:
+                reporter: Reporter, clock: Clock, labels: dict[str, str],
+                access: RepositoryAccess | None) -> None:
     node, guest = target.node, target.guest
     with locks.guest(guest.ref, "backup"):
         catalog.upsert_guest(guest)
-        writer = None
-        try:
-            with node.platform.dump(guest, node.snapshotter) as dump:
-                writer = repo.new_point(PointDraft(
-                    guest=guest.ref, guest_name=guest.name, platform=node.platform.name,
-                    source_node=node.name, created=clock.now(), guest_config=dump.config,
-                    labels=labels))
-                with reporter.progress(f"backup {guest.ref} on {node.name}", None) as advance:
-                    writer.write(dump.stream, advance)
-            manifest = writer.commit()  # only after the dumper exited cleanly
-            a.tally.warnings += dump.warnings
-        except BaseException:
-            if writer is not None:
-                writer.abort()
-            raise
+        spec = access.spec_for(repo.name, node.name) if access and node.agent else None
+        with reporter.progress(f"backup {guest.ref} on {node.name}", None) as advance:
+            if spec is not None and node.agent is not None:
+                done = node.agent.run({"op": "backup", "guest": guest.to_dict(),
+                                       "repository": spec, "created": clock.now().isoformat(),
+                                       "labels": labels}, advance)
+                manifest = repo.load_manifest(done["point_id"])  # and check it is there
+                stats = WriteStats(**done["stats"])
+                warnings = list(done.get("warnings", []))
+            else:
+                manifest, stats, warnings = store_dump(node, guest, repo, clock.now(), labels,
+                                                       advance)
     point = catalog.record_point(manifest, manifest.id, repo.name)
     a.tally.point_id = point.id
-    a.tally.bytes_in = writer.stats.bytes_in
-    a.tally.new_bytes = writer.stats.new_bytes_stored
+    a.tally.bytes_in = stats.bytes_in
+    a.tally.new_bytes = stats.new_bytes_stored
+    a.tally.warnings += warnings
+
+
+def store_dump(node: Node, guest: GuestInfo, repo: Repository, created: datetime,
+               labels: dict[str, str], advance: Advance | None
+               ) -> tuple[Manifest, WriteStats, list[str]]:
+    """Dump ``guest`` on ``node`` into ``repo`` and commit the point (also what the agent
+    runs on a node). The manifest is written only after the dumper exited cleanly."""
+    writer = None
+    try:
+        with node.dump(guest) as dump:
+            writer = repo.new_point(PointDraft(
+                guest=guest.ref, guest_name=guest.name, platform=node.platform_name,
+                source_node=node.name, created=created, guest_config=dump.config,
+                labels=labels))
+            writer.write(dump.stream, advance)
+        manifest = writer.commit()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    return manifest, writer.stats, list(dump.warnings)
 
 
 def _report(reporter: Reporter, o: GuestOutcome) -> None:

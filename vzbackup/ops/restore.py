@@ -1,8 +1,10 @@
 """``vzbackup restore``: bring a guest back from a restore point onto a node.
 
-The point's copies are tried in order; a copy that fails verification is marked corrupt
-in the catalogue and the next one is tried. The platform installs the guest only after the
-whole stream has been read and verified, so a bad copy never replaces anything.
+The point's copies are tried nearest first (the target node's own disk, this host, a peer
+node, object storage); a copy that fails verification is marked corrupt in the catalogue
+and the next one is tried. The platform installs the guest only after the whole stream has
+been read and verified, so a bad copy never replaces anything. When the target node can
+open a copy by itself, the restore runs on that node and the data goes repository -> node.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..domain.guests import GuestRef
-from ..domain.placement import nearest_first
+from ..domain.placement import Candidate, nearest_first, why_near
 from ..domain.points import RestorePoint, pick_point
 from ..errors import PointNotFound, RepositoryError, UsageError, VzError
-from ..ports import Catalog, Clock, GuestInfo, Locks, Node, Repository, Reporter
+from ..ports import Advance, Catalog, Clock, GuestInfo, Locks, Node, Repository, RepositoryAccess, Reporter
 from ..results import RunResult
 from .outcome import COPY_ERRORS, Attempt, attempt, copy_state_after, recorded_run
 from .selection import require_node, resolve_known_guest
@@ -28,17 +30,19 @@ class RestorePlan:
     node: Node
     sources: tuple[Repository, ...]  # copies to try, nearest first
     force: bool = False
+    reasons: tuple[str, ...] = ()  # why each source is where it is in the order
 
     def describe(self) -> str:
-        repos = ", ".join(r.name for r in self.sources) or "none"
+        repos = ", then ".join(f"{r.name} ({why})" for r, why in zip(self.sources, self.reasons))
         return (f"restore {self.point.guest} point {self.point.id[:12]} "
                 f"({self.point.created:%Y-%m-%d %H:%M:%S} UTC) as {self.target} "
-                f"on {self.node.name} from {repos}")
+                f"on {self.node.name} from {repos or 'no copy'}")
 
 
 def plan_restore(catalog: Catalog, nodes: Mapping[str, Node], repos: Mapping[str, Repository],
                  guest: str, to_node: str, *, point: str | None = None, at: datetime | None = None,
-                 as_id: int | None = None, force: bool = False) -> RestorePlan:
+                 as_id: int | None = None, force: bool = False,
+                 access: RepositoryAccess | None = None) -> RestorePlan:
     """Resolve the guest, the point and the copies to read from; nothing is changed."""
     if point and at:
         raise UsageError("give --point or --at, not both")
@@ -46,9 +50,11 @@ def plan_restore(catalog: Catalog, nodes: Mapping[str, Node], repos: Mapping[str
     ref = resolve_known_guest(catalog.guests(), guest)
     chosen = _choose_point(catalog, ref, point, at)
     usable = [repos[c.repository] for c in chosen.copies if c.repository in repos]
-    sources = tuple(usable[i] for i in nearest_first([r.url for r in usable]))
+    places = [Candidate(r.url, access.home(r.name) if access else None) for r in usable]
+    order = nearest_first(places, node.name)
     target = GuestRef(ref.kind, as_id) if as_id else ref
-    return RestorePlan(chosen, target, node, sources, force)
+    return RestorePlan(chosen, target, node, tuple(usable[i] for i in order), force,
+                       tuple(why_near(places[i], node.name)[1] for i in order))
 
 
 def _choose_point(catalog: Catalog, ref: GuestRef, point: str | None, at: datetime | None) -> RestorePoint:
@@ -65,17 +71,17 @@ def _choose_point(catalog: Catalog, ref: GuestRef, point: str | None, at: dateti
 
 
 def restore(plan: RestorePlan, catalog: Catalog, locks: Locks, reporter: Reporter,
-            clock: Clock) -> RunResult:
+            clock: Clock, access: RepositoryAccess | None = None) -> RunResult:
     args = {"point": plan.point.id, "target": str(plan.target), "node": plan.node.name}
     with recorded_run(catalog, clock, "restore", args) as run:
         with attempt(str(plan.target), plan.node.name) as a:
-            _restore(a, plan, catalog, locks, reporter, clock)
+            _restore(a, plan, catalog, locks, reporter, clock, access)
         run.add(a)
     return run.result(a.tally.extra)
 
 
 def _restore(a: Attempt, plan: RestorePlan, catalog: Catalog, locks: Locks,
-             reporter: Reporter, clock: Clock) -> None:
+             reporter: Reporter, clock: Clock, access: RepositoryAccess | None) -> None:
     if not plan.sources:
         raise RepositoryError(f"restore point {plan.point.id[:12]} of {plan.point.guest} has no "
                               "copy in any configured repository",
@@ -85,7 +91,7 @@ def _restore(a: Attempt, plan: RestorePlan, catalog: Catalog, locks: Locks,
     with locks.guest(plan.target, "restore"):
         for repo in plan.sources:
             try:
-                guest = _restore_from(a, plan, repo, reporter)
+                guest = _restore_from(a, plan, repo, reporter, access)
                 catalog.upsert_guest(guest)
                 catalog.record_copy_state(plan.point.id, repo.name, "ok", clock.now(), "full")
                 return
@@ -99,21 +105,39 @@ def _restore(a: Attempt, plan: RestorePlan, catalog: Catalog, locks: Locks,
     raise last
 
 
-def _restore_from(a: Attempt, plan: RestorePlan, repo: Repository, reporter: Reporter) -> GuestInfo:
-    reader = repo.open_point(plan.point.id)
+def _restore_from(a: Attempt, plan: RestorePlan, repo: Repository, reporter: Reporter,
+                  access: RepositoryAccess | None) -> GuestInfo:
+    node = plan.node
+    spec = access.spec_for(repo.name, node.name) if access and node.agent else None
+    with reporter.progress(f"restore {plan.target} on {node.name}", None) as advance:
+        if spec is not None and node.agent is not None:  # the node reads the copy itself
+            done = node.agent.run({"op": "restore-from", "repository": spec,
+                                   "point": plan.point.id, "target": str(plan.target),
+                                   "force": plan.force}, advance)
+            guest, size = GuestInfo.from_dict(done["guest"]), int(done["bytes"])
+        else:
+            guest, size = restore_point(node, repo, plan.point.id, plan.target, plan.force,
+                                        advance)
+    a.tally.point_id = plan.point.id
+    a.tally.bytes_in = size
+    a.tally.extra = {"repository": repo.name, "point": plan.point.id, "node": node.name,
+                     "target": str(plan.target), "ran_on": node.name if spec else "controller"}
+    return guest
+
+
+def restore_point(node: Node, repo: Repository, point_id: str, target: GuestRef, force: bool,
+                  advance: Advance | None) -> tuple[GuestInfo, int]:
+    """Stream a point from ``repo`` into ``node``'s platform (also what the agent runs on a
+    node). Returns the guest and the stream's size."""
+    reader = repo.open_point(point_id)
     try:
         m = reader.manifest
-        with reporter.progress(f"restore {plan.target} on {plan.node.name}", m.size) as advance:
-            stream = _Counting(reader, advance)
-            guest = plan.node.platform.restore(plan.target, stream, name=m.guest_name,  # type: ignore[arg-type]
-                                       config=m.guest_config, force=plan.force)
+        stream = _Counting(reader, advance) if advance is not None else reader
+        guest = node.restore(target, stream, name=m.guest_name,  # type: ignore[arg-type]
+                             config=m.guest_config, force=force)
     finally:
         reader.close()
-    a.tally.point_id = plan.point.id
-    a.tally.bytes_in = m.size
-    a.tally.extra = {"repository": repo.name, "point": plan.point.id, "node": plan.node.name,
-                     "target": str(plan.target)}
-    return guest
+    return guest, m.size
 
 
 class _Counting:

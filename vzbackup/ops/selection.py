@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..domain.guests import GuestRef, parse_guest
 from ..errors import GuestNotFound, UsageError, VzError
 from ..ports import GuestInfo, Node
+
+
+SCAN_THREADS = 16
 
 
 @dataclass(frozen=True)
@@ -29,17 +33,26 @@ def select_targets(nodes: Mapping[str, Node], guests: list[str], *, all_guests: 
         raise UsageError("name guests (ct101 vm200 ...), or use --all or --node NODE")
     scope = [require_node(nodes, node)] if node else list(nodes.values())
     found, unreachable = [], []
-    for n in scope:
-        try:
-            n.check()
-            found += [Target(n, g) for g in n.platform.list_guests()]
-        except VzError as e:
-            unreachable.append((n.name, e))
+    with ThreadPoolExecutor(min(len(scope), SCAN_THREADS) or 1,
+                            thread_name_prefix="vzbackup-scan") as pool:
+        # All nodes at once: a dead one costs its connect timeout, not one per node in turn.
+        for n, (held, error) in zip(scope, pool.map(_scan, scope)):
+            if error is not None:
+                unreachable.append((n.name, error))
+            found += [Target(n, g) for g in held]
     if node and unreachable:
         raise unreachable[0][1]
     if all_guests or (node and not guests):
         return Selection(found, unreachable)
     return Selection([_one(found, text, scope, unreachable) for text in guests], [])
+
+
+def _scan(n: Node) -> tuple[list[GuestInfo], VzError | None]:
+    try:
+        n.check()
+        return n.list_guests(), None
+    except VzError as e:
+        return [], e
 
 
 def require_node(nodes: Mapping[str, Node], name: str) -> Node:

@@ -66,7 +66,7 @@ def test_restore_from_replicas_when_the_backup_repository_is_gone(replicated):
     lab.ok("replicate", "--to", "offsite")
     shutil.rmtree(lab.root / "repo")
     r = lab.ok("restore", "ct101", "--to", "node2")
-    assert "from peer, offsite" in r.err
+    assert "from peer (on this host's disk), then offsite (in object storage)" in r.err
     shutil.rmtree(lab.root / "peer")
     lab.ok("restore", "ct101", "--to", "node2", "--as", "501")
     for vmid in (101, 501):

@@ -1,0 +1,95 @@
+"""Nodes over SSH: every job runs in ``vzbackup agent`` on the node (a real sshd, another
+process), with the data going node <-> repository directly when the node can open the
+repository, and through the controller when the repository is a folder on the controller."""
+
+from __future__ import annotations
+
+import pytest
+
+from demo.guestdata import make_container, make_vm
+from tests.lab.site import AGENT
+from tests.treediff import tree_digest
+from tests.unit.cli.conftest import Lab
+from vzbackup.platforms.guestconf import read_config
+
+
+def assert_same_container(original, restored) -> None:
+    """Contents, modes, owners, mtimes, links and xattrs of the root file system, and the
+    guest's settings (the folder itself is new, so its own times differ)."""
+    assert tree_digest(restored / "rootfs") == tree_digest(original / "rootfs")
+    assert read_config(restored) == read_config(original)
+
+
+@pytest.fixture
+def site_lab(ssh_site, tmp_path, capsys):
+    site = ssh_site("node3", "node7")
+    make_container(site.guests("node3"), 101, "web1", files=60, mib=2, seed=1)
+    make_vm(site.guests("node3"), 200, "app", size_mib=8, data_mib=2, seed=2)
+    config = tmp_path / "vzbackup.toml"
+    config.write_text(f"""
+[state]
+dir = "{tmp_path / 'state'}"
+[backup]
+repository = "here"
+[repositories.here]
+url = "file://{tmp_path / 'repo'}"
+""" + site.node_toml("node3") + site.node_toml("node7") + site.sftp_repo_toml("on3", "node3"))
+    lab = Lab(tmp_path, config, capsys)
+    lab.site = site
+    return lab
+
+
+def test_backup_and_restore_stream_through_the_controller_for_a_local_repository(site_lab):
+    lab, site = site_lab, site_lab.site
+    lab.ok("repo", "init")
+    result = lab.ok("backup", "--all", "--json").json()
+    assert [(i["guest"], i["node"], i["status"]) for i in result["items"]] == \
+        [("ct101", "node3", "ok"), ("vm200", "node3", "ok")]
+    r = lab.ok("restore", "ct101", "--to", "node7", "--json").json()
+    assert r["details"]["ran_on"] == "controller"
+    assert_same_container(site.guests("node3") / "ct101", site.guests("node7") / "ct101")
+
+
+def test_jobs_run_on_the_node_when_it_can_open_the_repository(site_lab):
+    lab, site = site_lab, site_lab.site
+    lab.ok("repo", "init", "on3")
+    result = lab.ok("backup", "ct101", "-r", "on3", "--json").json()
+    assert result["status"] == "success"
+    point = lab.ok("points", "ct101", "--json").json()[0]
+    assert [c["repository"] for c in point["copies"]] == ["on3"]
+    # node3 wrote into its own disk: the manifest is there, and the controller read it back
+    assert any(site.repo_dir("node3").rglob(point["id"]))
+    r = lab.ok("restore", "ct101", "--to", "node7", "--json").json()
+    assert r["details"]["ran_on"] == "node7" and r["details"]["repository"] == "on3"
+    assert_same_container(site.guests("node3") / "ct101", site.guests("node7") / "ct101")
+    again = lab.run("restore", "ct101", "--to", "node7")
+    assert again.code == 8 and "ct101" in again.err and "node7" in again.err  # GuestExists, from the agent
+
+
+def test_a_node_without_vzbackup_says_so(site_lab):
+    lab = site_lab
+    lab.config.write_text(lab.config.read_text().replace(
+        f'vzbackup = "{AGENT}"', 'vzbackup = "/opt/nowhere/vzbackup"', 1))  # node3's
+    r = lab.run("backup", "--node", "node3")
+    assert r.code == 17, r
+    assert "not installed" in r.err and "nodes.node3.vzbackup" in r.err
+
+
+def test_an_unknown_host_key_is_refused_with_the_way_to_trust_it(site_lab):
+    lab = site_lab
+    lab.site.known_hosts.write_text("")
+    r = lab.run("backup", "--node", "node3")
+    assert r.code == 5, r
+    assert "unknown host key" in r.err and "ssh-keyscan" in r.err
+
+
+def test_a_dead_node_is_reported_and_the_others_are_backed_up(site_lab):
+    lab, site = site_lab, site_lab.site
+    make_container(site.guests("node7"), 102, "db1", files=20, mib=1, seed=3)
+    lab.ok("repo", "init")
+    site.kill("node3")
+    r = lab.run("backup", "--all", "--json")
+    assert r.code == 5
+    items = {(i["guest"], i["node"]): i for i in r.json()["items"]}
+    assert items[("ct102", "node7")]["status"] == "ok"
+    assert items[("*", "node3")]["exit_code"] == 5

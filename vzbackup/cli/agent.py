@@ -1,0 +1,163 @@
+"""``vzbackup agent``: one job from a controller, run on this node (over SSH).
+
+The job is one JSON line on stdin; the answer is frames on stdout (``nodes.frames``):
+progress, then ``done`` or ``error``. Nothing else may reach stdout, so the original stdout
+is kept for frames and fd 1 is pointed at stderr for everything else. Secrets in the job
+(passphrase, S3 keys) are redacted from anything logged. SIGHUP (the SSH connection
+dropped) and SIGTERM unwind like an error: snapshots are removed, nothing is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+from .. import __version__
+from ..domain.guests import GuestRef, parse_guest
+from ..errors import EnvironmentBroken, UsageError, VzError
+from ..logs import setup_logging
+from ..nodes.frames import PROTOCOL, FramedStream, write_json, write_stream
+from ..nodes.jobs import error_to_dict
+from ..ops.backup import store_dump
+from ..ops.restore import restore_point
+from ..ports import Advance, GuestInfo
+from ..wiring import node_from_spec, repository_from_spec
+from .main import cli
+
+log = logging.getLogger(__name__)
+
+MAX_JOB = 16 << 20
+PROGRESS_EVERY = 0.5  # seconds between progress frames
+
+
+@cli.command(hidden=True)
+def agent() -> None:
+    """Run one job sent by a vzbackup controller on stdin (used over SSH, not by hand)."""
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # stray prints and children's stdout go to stderr, never into the frames
+    sys.stdout = sys.stderr
+    for signum in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, _unwind)
+    raise SystemExit(run_job(sys.stdin.buffer, out))
+
+
+def _unwind(signum, frame):  # noqa: ANN001
+    raise SystemExit(128 + signum)
+
+
+def run_job(inp: BinaryIO, out: BinaryIO) -> int:
+    """Read one job, run it, answer with frames. Returns the exit status."""
+    try:
+        job = _read_job(inp)
+        setup_logging("info", None, stderr=True, secrets=_secrets(job))
+        result = _dispatch(job, inp, out)
+    except VzError as e:
+        _send(out, {"error": error_to_dict(e)})
+        return e.exit_code
+    except Exception as e:  # a bug: still an answer the controller can show
+        log.exception("agent job failed")
+        _send(out, {"error": {"type": "VzError", "exit_code": 2,
+                              "message": f"unexpected error: {type(e).__name__}: {e}",
+                              "hint": "Report a bug with the node's stderr."}})
+        return 2
+    _send(out, {"done": result})
+    return 0
+
+
+def _read_job(inp: BinaryIO) -> dict[str, Any]:
+    line = inp.readline(MAX_JOB)
+    try:
+        job = json.loads(line)
+    except ValueError:
+        raise UsageError("vzbackup agent: expected a JSON job on stdin (this command is run "
+                         "by a controller over SSH)") from None
+    if job.get("protocol") != PROTOCOL:
+        raise EnvironmentBroken(
+            f"vzbackup agent {__version__} speaks protocol {PROTOCOL}, the controller "
+            f"{job.get('protocol')}", hint="Install the same vzbackup version on every node "
+                                           "and on the controller.")
+    return job
+
+
+def _secrets(job: dict[str, Any]) -> set[str]:
+    spec = job.get("repository") or {}
+    return {v for k in ("passphrase", "secret_key", "access_key") if (v := spec.get(k))}
+
+
+def _dispatch(job: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> dict[str, Any]:
+    node = node_from_spec(job["node"])
+    op = job.get("op")
+    if op == "check":
+        node.check()
+        return {"version": __version__}
+    if op == "guests":
+        node.check()
+        return {"guests": [g.to_dict() for g in node.list_guests()]}
+    if op == "dump":
+        with node.dump(GuestInfo.from_dict(job["guest"])) as dump:
+            _send(out, {"header": {"config": dump.config}})
+            write_stream(out, dump.stream)
+        return {"warnings": dump.warnings}
+    if op == "restore":
+        stream = FramedStream(inp, f"restore stream of {job['target']} from the controller")
+        guest = node.restore(_ref(job["target"]), stream, name=job["name"],  # type: ignore[arg-type]
+                             config=job["config"], force=job["force"])
+        return {"guest": guest.to_dict()}
+    cache = Path(job["node"]["cache_dir"]) if job["node"].get("cache_dir") else None
+    if op == "backup":
+        repo = repository_from_spec(job["repository"], cache)
+        with _progress(out) as advance:
+            manifest, stats, warnings = store_dump(
+                node, GuestInfo.from_dict(job["guest"]), repo,
+                datetime.fromisoformat(job["created"]), job["labels"], advance)
+        return {"point_id": manifest.id, "warnings": warnings,
+                "stats": {"bytes_in": stats.bytes_in, "chunks": stats.chunks,
+                          "new_chunks": stats.new_chunks,
+                          "new_bytes_stored": stats.new_bytes_stored}}
+    if op == "restore-from":
+        repo = repository_from_spec(job["repository"], cache)
+        with _progress(out) as advance:
+            guest, size = restore_point(node, repo, job["point"], _ref(job["target"]),
+                                        job["force"], advance)
+        return {"guest": guest.to_dict(), "bytes": size}
+    raise UsageError(f"vzbackup agent: unknown job {op!r}")
+
+
+def _ref(text: str) -> GuestRef:
+    ref = parse_guest(text).ref
+    if ref is None:
+        raise UsageError(f"vzbackup agent: {text!r} is not a guest (ct<ID> or vm<ID>)")
+    return ref
+
+
+@contextmanager
+def _progress(out: BinaryIO) -> Iterator[Advance]:
+    """Progress frames, at most every ``PROGRESS_EVERY`` seconds (also a sign of life)."""
+    pending, last = [0], [time.monotonic()]
+
+    def advance(n: int) -> None:
+        pending[0] += n
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_EVERY:
+            _send(out, {"advance": pending[0]})
+            pending[0], last[0] = 0, now
+
+    yield advance
+    if pending[0]:
+        _send(out, {"advance": pending[0]})
+
+
+def _send(out: BinaryIO, message: dict[str, Any]) -> None:
+    try:
+        write_json(out, message)
+    except OSError:
+        pass  # the controller is gone; the exit status is all that is left
+
