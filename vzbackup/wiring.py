@@ -6,6 +6,7 @@ Only this module imports concrete adapters; operations receive them as ``ports``
 from __future__ import annotations
 
 import configparser
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -105,13 +106,23 @@ class App:
         return self.repository(name)
 
     def repositories(self) -> dict[str, Repository]:
-        """Every configured repository that opens; the others are reported and left out."""
-        out = {}
-        for name in self.config.repositories:
+        """Every configured repository that opens; the others are reported and left out.
+        Opened in parallel: a dead peer costs its connect timeout once, not once per peer."""
+        def try_open(name: str) -> Repository | Exception:
             try:
-                out[name] = self.repository(name)
+                return self.repository(name)
             except (RepositoryError, KeyUnavailable, NodeUnreachable) as e:
-                self.reporter.warning(f"repository {name} left out: {e}")
+                return e
+
+        names = list(self.config.repositories)
+        with ThreadPoolExecutor(max(1, min(len(names), 8)), thread_name_prefix="vzbackup-open") as pool:
+            opened = list(pool.map(try_open, names))
+        out = {}
+        for name, repo in zip(names, opened):
+            if isinstance(repo, Exception):
+                self.reporter.warning(f"repository {name} left out: {repo}")
+            else:
+                out[name] = repo
         return out
 
     def init_repository(self, name: str) -> Repository:

@@ -4,13 +4,21 @@ repository, and through the controller when the repository is a folder on the co
 
 from __future__ import annotations
 
+import subprocess
+import time
+
 import pytest
 
 from demo.guestdata import make_container, make_vm
 from tests.lab.site import AGENT
 from tests.treediff import tree_digest
 from tests.unit.cli.conftest import Lab
+from vzbackup.cli.render import ConsoleReporter
+from vzbackup.config import load_config
+from vzbackup.domain.guests import GuestRef
+from vzbackup.errors import IntegrityError
 from vzbackup.platforms.guestconf import read_config
+from vzbackup.wiring import App
 
 
 def assert_same_container(original, restored) -> None:
@@ -93,3 +101,59 @@ def test_a_dead_node_is_reported_and_the_others_are_backed_up(site_lab):
     items = {(i["guest"], i["node"]): i for i in r.json()["items"]}
     assert items[("ct102", "node7")]["status"] == "ok"
     assert items[("*", "node3")]["exit_code"] == 5
+
+
+class _CutAfter:
+    """A restore stream that fails verification half-way, as a damaged copy does."""
+
+    def __init__(self, data: bytes, cut: int):
+        self.data, self.cut, self.pos = data, cut, 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self.pos >= self.cut:
+            raise IntegrityError("chunk #7 does not match its id")
+        n = min(n if n > 0 else len(self.data), self.cut - self.pos)
+        self.pos += n
+        return self.data[self.pos - n:self.pos]
+
+
+def test_a_stream_cut_half_way_installs_nothing_on_the_node(site_lab):
+    lab, site = site_lab, site_lab.site
+    node = App(load_config(lab.config), ConsoleReporter(quiet=True)).nodes["node7"]
+    source = site.guests("node3") / "ct101"
+    tar = subprocess.run(["tar", "-C", str(source / "rootfs"), "-cf", "-", "."],
+                         check=True, capture_output=True).stdout
+    with pytest.raises(IntegrityError):
+        node.restore(GuestRef("ct", 101), _CutAfter(tar, len(tar) // 2), name="web1",
+                     config={"hostname": "web1"})
+    deadline = time.monotonic() + 10  # the agent was hung up on: it unwinds and cleans up
+    while any(site.guests("node7").iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(site.guests("node7").iterdir()) == []  # no guest, no staging folder
+
+
+def flip_a_byte_in_the_largest_object(repo_dir) -> None:
+    data_files = [f for f in repo_dir.rglob("*") if f.is_file()
+                  and f.parts[len(repo_dir.parts)] in ("chunks", "packs")]
+    victim = max(data_files, key=lambda f: f.stat().st_size)
+    with open(victim, "r+b") as f:
+        f.seek(victim.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0x40]))
+
+
+def test_a_damaged_copy_read_on_the_node_is_marked_and_the_next_one_used(site_lab):
+    lab, site = site_lab, site_lab.site
+    lab.config.write_text(lab.config.read_text().replace(
+        'repository = "here"', 'repository = "on3"\nreplicate_to = ["here"]'))
+    lab.ok("repo", "init", "on3")
+    lab.ok("backup", "ct101")
+    lab.ok("replicate")
+    flip_a_byte_in_the_largest_object(site.repo_dir("node3"))
+    r = lab.run("restore", "ct101", "--to", "node3", "--as", "111", "--json")
+    assert r.code == 0, r
+    assert "copy in on3 failed" in r.err and "on node node3" in r.err
+    assert r.json()["details"]["repository"] == "here"
+    copies = {c["repository"]: c["state"] for c in lab.ok("points", "ct101", "--json").json()[0]["copies"]}
+    assert copies == {"on3": "corrupt", "here": "ok"}

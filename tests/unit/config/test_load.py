@@ -118,3 +118,36 @@ def test_example_config_documents_every_option_and_loads():
 def test_demo_config_loads():
     config = load_config(TOP / "config" / "demo.toml")
     assert set(config.nodes) == {"node1", "node3", "node7"}
+
+
+def test_ssh_nodes_are_checked(tmp_path):
+    path = write(tmp_path, MINIMAL.replace('[repositories.main]', '''[nodes.node7]
+transport = "ssh"
+root = "relative/guests"
+[nodes.node8]
+root = "n8"
+port = 2222
+[repositories.peer]
+url = "sftp://root@node9/var/lib/vzbackup/replica"
+node = "node9"
+[repositories.main]'''))
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    problems = e.value.problems
+    assert f'{path}: nodes.node7.host: required with transport = "ssh"' in problems
+    assert f"{path}: nodes.node7.root: must be an absolute path on the node" in problems
+    assert f'{path}: nodes.node8.port: only for transport = "ssh"' in problems
+    assert f"{path}: repositories.peer.node: no node named 'node9' under [nodes]" in problems
+
+
+def test_an_ssh_node_keeps_its_paths_as_written(tmp_path):
+    path = write(tmp_path, MINIMAL + '''[nodes.node7]
+transport = "ssh"
+host = "10.0.0.7"
+root = "/srv/guests"
+key_file = "keys/id_ed25519"
+''')
+    node = load_config(path).nodes["node7"]
+    assert node.root == Path("/srv/guests")  # on the node
+    assert node.key_file == (tmp_path / "keys/id_ed25519").resolve()  # on this host
+    assert (node.host, node.port, node.user, node.connect_timeout) == ("10.0.0.7", 22, "root", 10)

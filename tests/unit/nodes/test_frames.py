@@ -1,0 +1,61 @@
+"""The agent protocol's frames: a stream is complete only with its end frame."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from vzbackup.errors import EnvironmentBroken, IntegrityError, NodeUnreachable
+from vzbackup.nodes.frames import FramedStream, read_frame, write_json, write_stream
+from vzbackup.nodes.jobs import error_from_dict, error_to_dict
+
+
+def framed(data: bytes, size: int = 7) -> bytes:
+    out = io.BytesIO()
+    write_stream(out, io.BytesIO(data), size)
+    return out.getvalue()
+
+
+def test_a_stream_round_trips_and_ends_at_its_end_frame():
+    data = bytes(range(256)) * 40
+    wire = framed(data) + b"after"
+    inp = io.BytesIO(wire)
+    stream = FramedStream(inp, "test")
+    assert stream.read(5) + stream.read() == data
+    assert stream.ended and stream.read(10) == b""
+    assert inp.read() == b"after"  # nothing beyond the end frame was consumed
+
+
+def test_a_cut_stream_raises_instead_of_ending():
+    wire = framed(b"x" * 100)[:-5]  # the end frame is missing
+    stream = FramedStream(io.BytesIO(wire), "restore stream")
+    with pytest.raises(NodeUnreachable, match="restore stream: the stream was cut"):
+        stream.read()
+    half = framed(b"y" * 100)[:20]  # cut inside a frame
+    with pytest.raises(NodeUnreachable, match="in the middle of a message"):
+        FramedStream(io.BytesIO(half), "dump").read()
+
+
+def test_messages_inside_a_stream_and_an_error_that_ends_it():
+    out = io.BytesIO()
+    write_json(out, {"advance": 3})
+    out.write(framed(b"abc")[:-5])  # data, but instead of the end frame: an error
+    write_json(out, {"error": {"type": "DumpFailed", "message": "tar failed"}})
+    seen = []
+    stream = FramedStream(io.BytesIO(out.getvalue()), "dump", on_json=seen.append)
+    assert stream.read() == b"abc"
+    assert seen == [{"advance": 3}] and stream.last["error"]["message"] == "tar failed"
+
+
+def test_garbage_is_not_taken_for_frames():
+    with pytest.raises(EnvironmentBroken, match="not the vzbackup agent protocol"):
+        read_frame(io.BytesIO(b"Welcome to node7!\n"), "node node7")
+
+
+def test_errors_keep_their_class_and_name_the_node():
+    e = error_from_dict(error_to_dict(IntegrityError("chunk 3 is damaged", hint="verify")), "node7")
+    assert type(e) is IntegrityError and e.exit_code == 7
+    assert e.message == "on node node7: chunk 3 is damaged" and e.hint == "verify"
+    unknown = error_from_dict({"type": "NewError", "exit_code": 16, "message": "m"}, "node7")
+    assert unknown.exit_code == 16
