@@ -82,6 +82,7 @@ class App:
                 "accept_new_host_key": rc.accept_new_host_key,
                 "connect_timeout": rc.connect_timeout, "endpoint_url": rc.endpoint_url,
                 "region": rc.region, "path_style": rc.path_style, "sse": rc.sse,
+                "object_lock_days": rc.object_lock_days, "object_lock_mode": rc.object_lock_mode,
                 "access_key": access, "secret_key": secret}
 
     def home(self, repository: str) -> str | None:
@@ -173,6 +174,7 @@ def build_backend(rc: RepositoryConfig, credentials: tuple[str | None, str | Non
         access, secret = credentials or read_s3_credentials(rc)
         options = {"endpoint_url": rc.endpoint_url or None, "region": rc.region or None,
                    "path_style": rc.path_style, "sse": rc.sse or None,
+                   "lock_days": rc.object_lock_days, "lock_mode": rc.object_lock_mode,
                    "access_key": access, "secret_key": secret}
     backend = open_backend(rc.url, **options)
     return RateLimited(backend, rc.bwlimit_mib * 2**20) if rc.bwlimit_mib else backend
@@ -187,7 +189,8 @@ def repository_from_spec(spec: dict[str, Any], cache_dir: Path | None) -> Reposi
         spec["name"], spec["url"], spec["encryption"], None, "", spec["compression_level"], 32,
         spec["bwlimit_mib"], path(spec["key_file"]), path(spec["known_hosts"]),
         spec["accept_new_host_key"], spec["connect_timeout"], "", spec["endpoint_url"],
-        spec["region"], spec["path_style"], None, spec["sse"])
+        spec["region"], spec["path_style"], None, spec["sse"], spec["object_lock_days"],
+        spec["object_lock_mode"])
     backend = build_backend(rc, (spec["access_key"], spec["secret_key"]))
     return open_chunk_repository(rc.name, backend, passphrase=spec["passphrase"],
                                  cache_dir=cache_dir, compression_level=rc.compression_level)

@@ -154,7 +154,7 @@ def _build(path: Path, doc: dict, problems: list[str]) -> Config:
         r["passphrase_env"], r["compression_level"], r["chunk_avg_kib"], r["bwlimit_mib"],
         p(r["key_file"]), p(r["known_hosts"]), r["accept_new_host_key"], r["connect_timeout"],
         r["node"], r["endpoint_url"], r["region"], r["path_style"], p(r["credentials_file"]),
-        r["sse"])
+        r["sse"], r["object_lock_days"], r["object_lock_mode"])
         for n, r in doc["repositories"].items()}
     nodes = {n: NodeConfig(
         n, v["transport"], v["platform"], v["snapshotter"],
@@ -185,7 +185,8 @@ def _build(path: Path, doc: dict, problems: list[str]) -> Config:
 _SCHEME_KEYS = {
     "file": (),
     "sftp": ("key_file", "known_hosts", "accept_new_host_key", "connect_timeout", "node"),
-    "s3": ("endpoint_url", "region", "path_style", "credentials_file", "sse"),
+    "s3": ("endpoint_url", "region", "path_style", "credentials_file", "sse", "object_lock_days",
+           "object_lock_mode"),
 }
 
 

@@ -45,6 +45,8 @@ class RepositoryConfig:
     path_style: bool = True
     credentials_file: Path | None = None
     sse: str = ""
+    object_lock_days: int = 0
+    object_lock_mode: str = "GOVERNANCE"
 
     @property
     def scheme(self) -> str:

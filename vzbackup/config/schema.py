@@ -106,5 +106,11 @@ SCHEMA: dict[str, Section] = {
                                    doc="s3://: AWS-style credentials file; empty: the environment."),
         "sse": Option("str", "", choices=("", "AES256", "aws:kms"),
                       doc="s3://: server-side encryption of every object."),
+        "object_lock_days": Option("int", 0, minimum=0, maximum=36500,
+                                   doc="s3://: Object Lock retention of every object written, "
+                                       "in days; 0: none. The bucket must have Object Lock."),
+        "object_lock_mode": Option("str", "GOVERNANCE", choices=("GOVERNANCE", "COMPLIANCE"),
+                                   doc="s3://: GOVERNANCE (removable with a bypass permission) "
+                                       "or COMPLIANCE (by no one)."),
     }, named=True, doc="Repositories, one table each: [repositories.main]."),
 }

@@ -5,14 +5,21 @@ S3 makes every completed PUT atomic and durable, so ``put`` is one request (mult
 above ``part_size``) with a SHA-256 checksum the server checks, and ``flush`` has nothing
 to do. An interrupted multipart upload is never listed. Credentials are passed in by the
 caller (read from a file or the environment) and never appear in a message or a log.
+
+With ``lock_days``, every object is written with an Object Lock retention date, so no one
+(GOVERNANCE: no one without the bypass permission; COMPLIANCE: no one at all) can delete
+or overwrite that version before it: a replica that ransomware holding the controller's
+keys cannot destroy. A ``delete`` then only hides the object behind a delete marker.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,6 +48,8 @@ class S3Settings:
     path_style: bool = True
     sse: str | None = None  # "AES256" or "aws:kms"
     part_size: int = 64 << 20
+    lock_days: int = 0  # Object Lock retention of every object written; 0: none
+    lock_mode: str = "GOVERNANCE"  # or "COMPLIANCE"
 
     def __repr__(self) -> str:  # never the keys
         return f"S3Settings(endpoint_url={self.endpoint_url!r}, region={self.region!r})"
@@ -65,6 +74,7 @@ class S3Backend:
                           connect_timeout=10, read_timeout=60, max_pool_connections=16))
         self._transfer = TransferConfig(multipart_threshold=settings.part_size,
                                         multipart_chunksize=settings.part_size, use_threads=False)
+        self._lock_checked = threading.Event()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> "S3Backend":
@@ -85,6 +95,11 @@ class S3Backend:
         extra: dict[str, Any] = {"ChecksumAlgorithm": "SHA256"}
         if self._settings.sse:
             extra["ServerSideEncryption"] = self._settings.sse
+        if self._settings.lock_days:
+            self._check_lock()
+            extra["ObjectLockMode"] = self._settings.lock_mode
+            extra["ObjectLockRetainUntilDate"] = (datetime.now(timezone.utc)
+                                                  + timedelta(days=self._settings.lock_days))
         with self._errors("write", key):
             if len(data) < self._settings.part_size:
                 self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
@@ -144,6 +159,26 @@ class S3Backend:
             except ClientError as e:
                 if _code(e) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise
+
+    def _check_lock(self) -> None:
+        """Refuse to write "immutable" objects into a bucket that cannot keep them so."""
+        if self._lock_checked.is_set():
+            return
+        with self._errors("read the Object Lock configuration of", self.bucket):
+            try:
+                conf = self._client.get_object_lock_configuration(Bucket=self.bucket)
+                enabled = conf["ObjectLockConfiguration"].get("ObjectLockEnabled") == "Enabled"
+            except ClientError as e:
+                if _code(e) != "ObjectLockConfigurationNotFoundError":
+                    raise
+                enabled = False
+        if not enabled:
+            raise RepositoryError(
+                f"{self.url}: object_lock_days is set, but the bucket {self.bucket} has no "
+                "Object Lock", hint="Object Lock is switched on when a bucket is created "
+                "(aws s3api create-bucket --object-lock-enabled-for-bucket ...; Ceph RGW and "
+                "MinIO alike): replicate into such a bucket, or set object_lock_days = 0.")
+        self._lock_checked.set()
 
     def _require(self, key: str) -> None:
         if self.stat(key) is None:

@@ -1,0 +1,59 @@
+"""An immutable off-site copy: replication into an S3 bucket with Object Lock."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from tests.lab.s3 import reset_moto
+
+
+def s3_client(endpoint):
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="x", aws_secret_access_key="y")
+
+
+@pytest.fixture
+def locked(backed_up, moto_endpoint, tmp_path):
+    lab = backed_up
+    reset_moto(moto_endpoint)
+    creds = tmp_path / "s3-credentials"
+    creds.write_text("[default]\naws_access_key_id = AKIALOCK\naws_secret_access_key = l0ck-s3cret\n")
+    lab.config.write_text(lab.config.read_text() + f"""
+[repositories.vault]
+url = "s3://vault/site-a"
+endpoint_url = "{moto_endpoint}"
+credentials_file = "{creds}"
+object_lock_days = 30
+object_lock_mode = "COMPLIANCE"
+""")
+    return lab
+
+
+def test_every_object_of_a_locked_replica_is_retained(locked, moto_endpoint):
+    lab, s3 = locked, s3_client(moto_endpoint)
+    s3.create_bucket(Bucket="vault", ObjectLockEnabledForBucket=True)
+    result = lab.ok("replicate", "--to", "vault", "--json").json()[0]
+    assert result["status"] == "success" and len(result["items"]) == 2
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="vault")["Contents"]]
+    assert any("manifests/" in k for k in keys) and len(keys) > 10
+    for key in keys:
+        head = s3.head_object(Bucket="vault", Key=key)
+        assert head["ObjectLockMode"] == "COMPLIANCE", key
+        days = (head["ObjectLockRetainUntilDate"] - head["LastModified"]).days
+        assert 29 <= days <= 30, key
+    victim = next(k for k in keys if "manifests/" in k)
+    version = s3.head_object(Bucket="vault", Key=victim)["VersionId"]
+    with pytest.raises(s3.exceptions.ClientError, match="AccessDenied"):
+        s3.delete_object(Bucket="vault", Key=victim, VersionId=version)
+    assert lab.ok("verify", "--all", "--json").json()["status"] == "success"
+
+
+def test_a_bucket_without_object_lock_is_refused_before_anything_is_written(locked, moto_endpoint):
+    lab, s3 = locked, s3_client(moto_endpoint)
+    s3.create_bucket(Bucket="vault")
+    r = lab.run("replicate", "--to", "vault")
+    assert r.code == 6, r
+    assert "object_lock_days is set, but the bucket vault has no Object Lock" in r.err
+    assert "create-bucket --object-lock-enabled-for-bucket" in r.err
+    assert s3.list_objects_v2(Bucket="vault").get("KeyCount", 0) == 0
