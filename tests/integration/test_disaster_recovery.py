@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import boto3
@@ -95,3 +96,33 @@ def test_dry_run_says_which_copy_and_why(site):
     assert not (s.guests("node9") / "ct101").exists()
     r = lab.ok("restore", "ct101", "--to", "node9", "--json").json()
     assert (r["details"]["repository"], r["details"]["ran_on"]) == ("node9", "node9")
+
+
+def test_a_node_killed_mid_backup_leaves_no_point_and_the_next_night_works(site):
+    lab, s = site, site.site
+    make_vm(s.guests("node3"), 300, "big", size_mib=96, data_mib=96, seed=13)
+    lab.ok("repo", "init")
+    repo = s.repo_dir("node3")
+    before = sum(1 for _ in repo.rglob("*"))
+    killer = threading.Thread(target=_kill_when_writing, args=(s, "node3", repo, before))
+    killer.start()
+    r = lab.run("backup", "vm300", "--json")
+    killer.join()
+    assert r.code == 5, r
+    item = r.json()["items"][0]
+    assert (item["guest"], item["node"], item["exit_code"]) == ("vm300", "node3", 5)
+    assert lab.ok("points", "--json").json() == []
+    s.nodes["node3"].start(s.client_key.with_suffix(".pub").read_text())
+    assert lab.ok("backup", "vm300", "--json").json()["status"] == "success"
+    point = lab.ok("points", "vm300", "--json").json()[0]
+    assert lab.ok("verify", point["id"][:12], "--json").json()["status"] == "success"
+
+
+def _kill_when_writing(s, node: str, repo, before: int, timeout: float = 60) -> None:
+    """Kill the node once its agent has started writing into the repository."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(1 for _ in repo.rglob("*")) > before + 3:
+            s.kill(node)
+            return
+        time.sleep(0.02)
