@@ -57,7 +57,10 @@ def test_node3_dies_then_node9_restore_comes_from_the_nearest_copy_left(site):
     lab.ok("repo", "init")
     night = lab.ok("backup", "--all", "--json").json()
     assert night["status"] == "success"
-    assert [r["status"] for r in lab.ok("replicate", "--json").json()] == ["success", "success"]
+    copies = lab.ok("replicate", "--json").json()
+    assert [r["status"] for r in copies] == ["success", "success"]
+    # node3 holds the source: it sends to node9 and to S3 itself
+    assert [r["details"]["ran_on"] for r in copies] == [["node3"], ["node3"]]
     point = lab.ok("points", "ct101", "--json").json()[0]
     assert sorted(c["repository"] for c in point["copies"]) == ["main", "node9", "offsite"]
     original = s.guests("node3") / "ct101"  # still on node3's disk, for the comparison

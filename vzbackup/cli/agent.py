@@ -88,8 +88,9 @@ def _read_job(inp: BinaryIO) -> dict[str, Any]:
 
 
 def _secrets(job: dict[str, Any]) -> set[str]:
-    spec = job.get("repository") or {}
-    return {v for k in ("passphrase", "secret_key", "access_key") if (v := spec.get(k))}
+    specs = [v for k in ("repository", "source", "target") if isinstance(v := job.get(k), dict)]
+    return {v for spec in specs for k in ("passphrase", "secret_key", "access_key")
+            if (v := spec.get(k))}
 
 
 def _dispatch(job: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> dict[str, Any]:
@@ -128,6 +129,13 @@ def _dispatch(job: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> dict[str, An
             guest, size = restore_point(node, repo, job["point"], _ref(job["target"]),
                                         job["force"], advance)
         return {"guest": guest.to_dict(), "bytes": size}
+    if op == "replicate":
+        source = repository_from_spec(job["source"], cache)
+        target = repository_from_spec(job["target"], cache)
+        with _progress(out) as advance:
+            stats = source.copy_point(job["point"], target, advance)
+        return {"chunks": stats.chunks, "chunks_sent": stats.chunks_sent,
+                "bytes_sent": stats.bytes_sent}
     raise UsageError(f"vzbackup agent: unknown job {op!r}")
 
 

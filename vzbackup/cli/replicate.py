@@ -35,7 +35,7 @@ def replicate(ctx: click.Context, cli_ctx: CliContext, guests: tuple[str, ...],
     for name in targets:
         target = app.replica(name, app.config.backup_repository)
         results.append(replicate_op(points, app.repositories(), target, app.catalog,
-                                    app.reporter, app.clock))
+                                    app.reporter, app.clock, nodes=app.nodes, access=app))
     if as_json:  # one document, one run per target
         emit_json("replicate", [r.to_dict() for r in results])
     else:
