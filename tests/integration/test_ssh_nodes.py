@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+import vzbackup
 from demo.guestdata import make_container, make_vm
 from tests.lab.site import AGENT
 from tests.treediff import tree_digest
@@ -157,3 +158,15 @@ def test_a_damaged_copy_read_on_the_node_is_marked_and_the_next_one_used(site_la
     assert r.json()["details"]["repository"] == "here"
     copies = {c["repository"]: c["state"] for c in lab.ok("points", "ct101", "--json").json()[0]["copies"]}
     assert copies == {"on3": "corrupt", "here": "ok"}
+
+
+def test_nodes_tells_which_answer_and_what_runs_there(site_lab):
+    lab, site = site_lab, site_lab.site
+    found = {n["node"]: n for n in lab.ok("nodes", "--json").json()}
+    assert (found["node3"]["ok"], found["node3"]["guests"], found["node3"]["transport"]) == (True, 2, "ssh")
+    assert found["node3"]["agent_version"] == vzbackup.__version__
+    assert (found["node7"]["ok"], found["node7"]["guests"]) == (True, 0)
+    site.kill("node7")
+    r = lab.run("nodes")
+    assert r.code == 5 and "node7" in r.out and "FAILED" in r.out
+    assert "node node7" in r.err and "does not answer" in r.err
