@@ -158,6 +158,14 @@ def test_a_damaged_copy_read_on_the_node_is_marked_and_the_next_one_used(site_la
     assert r.json()["details"]["repository"] == "here"
     copies = {c["repository"]: c["state"] for c in lab.ok("points", "ct101", "--json").json()[0]["copies"]}
     assert copies == {"on3": "corrupt", "here": "ok"}
+    # verify re-reads on3 on node3 itself, finds the same damage, and repairs it
+    r = lab.run("verify", "--all", "--repair", "--json")
+    assert r.code == 7
+    bad = [i for i in r.json()["items"] if i["status"] == "failed"]
+    assert [i["node"] for i in bad] == ["on3"] and "chunk" in bad[0]["message"]
+    assert "moved to quarantine" in r.err
+    lab.ok("backup", "ct101")  # stores the quarantined chunks again
+    assert lab.ok("verify", "--all", "--json").json()["status"] == "success"
 
 
 def test_nodes_tells_which_answer_and_what_runs_there(site_lab):

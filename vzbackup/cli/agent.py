@@ -129,6 +129,13 @@ def _dispatch(job: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> dict[str, An
             guest, size = restore_point(node, repo, job["point"], _ref(job["target"]),
                                         job["force"], advance)
         return {"guest": guest.to_dict(), "bytes": size}
+    if op == "verify":
+        repo = repository_from_spec(job["repository"], cache)
+        with _progress(out) as advance:
+            report = repo.verify_point(job["point"], full=job["full"], advance=advance)
+        return {"ok": report.ok, "chunks_checked": report.chunks_checked,
+                "problems": list(report.problems),
+                "damaged_chunks": [c.hex() for c in report.damaged_chunks]}
     if op == "replicate":
         source = repository_from_spec(job["source"], cache)
         target = repository_from_spec(job["target"], cache)

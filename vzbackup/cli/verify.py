@@ -35,6 +35,6 @@ def verify(ctx: click.Context, cli_ctx: CliContext, point: str | None, all_point
     app = cli_ctx.app
     points = app.catalog.points() if all_points else [app.catalog.point(point)]  # type: ignore[arg-type]
     result = verify_op(points, app.repositories(), app.catalog, app.reporter, app.clock,
-                       full=not quick, repair=repair)
+                       full=not quick, repair=repair, nodes=app.nodes, access=app)
     render_run(result, as_json)
     ctx.exit(run_exit_code(result))

@@ -1,4 +1,7 @@
-"""``vzbackup verify``: re-read restore points' copies and record what was found."""
+"""``vzbackup verify``: re-read restore points' copies and record what was found.
+
+A copy on an SSH node's own disk is re-read by that node (``vzbackup agent``): only the
+report crosses the network, not the data."""
 
 from __future__ import annotations
 
@@ -6,13 +9,16 @@ from collections.abc import Mapping
 
 from ..domain.points import RestorePoint
 from ..errors import IntegrityError
-from ..ports import Catalog, Clock, Reporter, Repository
+from ..ports import (Advance, Catalog, Clock, Node, Reporter, Repository, RepositoryAccess,
+                     VerifyReport)
 from ..results import RunResult
 from .outcome import COPY_ERRORS, attempt, copy_state_after, recorded_run
 
 
 def verify(points: list[RestorePoint], repos: Mapping[str, Repository], catalog: Catalog,
-           reporter: Reporter, clock: Clock, *, full: bool = True, repair: bool = False) -> RunResult:
+           reporter: Reporter, clock: Clock, *, full: bool = True, repair: bool = False,
+           nodes: Mapping[str, Node] | None = None,
+           access: RepositoryAccess | None = None) -> RunResult:
     """Verify every copy of ``points``. With ``repair``, damaged chunks are quarantined so
     that the next backup of the same data stores them again."""
     args = {"points": [p.id for p in points], "full": full}
@@ -23,7 +29,8 @@ def verify(points: list[RestorePoint], repos: Mapping[str, Repository], catalog:
                 if repo is None:
                     continue  # a copy in a repository this config does not name
                 with attempt(str(point.guest), copy.repository) as a:
-                    _verify_copy(point, repo, catalog, reporter, clock, full, repair)
+                    _verify_copy(point, repo, catalog, reporter, clock, full, repair,
+                                 _verifier(repo, nodes or {}, access))
                     a.tally.point_id = point.id
                     a.tally.bytes_in = point.size
                 run.add(a)
@@ -31,12 +38,16 @@ def verify(points: list[RestorePoint], repos: Mapping[str, Repository], catalog:
 
 
 def _verify_copy(point: RestorePoint, repo: Repository, catalog: Catalog, reporter: Reporter,
-                 clock: Clock, full: bool, repair: bool) -> None:
+                 clock: Clock, full: bool, repair: bool,
+                 on: tuple[Node, dict] | None) -> None:
     label = f"verify {point.guest} {point.id[:12]} in {repo.name}"
     level = "full" if full else "quick"
     try:
         with reporter.progress(label, point.size if full else None) as advance:
-            report = repo.verify_point(point.id, full=full, advance=advance)
+            if on is None:
+                report = repo.verify_point(point.id, full=full, advance=advance)
+            else:
+                report = _verify_on(on, point.id, full, advance)
     except COPY_ERRORS as e:
         state = copy_state_after(e)
         if state is not None:
@@ -53,3 +64,22 @@ def _verify_copy(point: RestorePoint, repo: Repository, catalog: Catalog, report
         raise IntegrityError(f"restore point {point.id[:12]} of {point.guest} in {repo.name}: "
                              f"{shown}{more}")
     catalog.record_copy_state(point.id, repo.name, "ok", clock.now(), level)
+
+
+def _verifier(repo: Repository, nodes: Mapping[str, Node],
+              access: RepositoryAccess | None) -> tuple[Node, dict] | None:
+    """The SSH node whose own disk holds ``repo``, and how it opens it; None: verify here."""
+    node = nodes.get(access.home(repo.name) or "") if access else None
+    if node is None or node.agent is None or access is None:
+        return None
+    spec = access.spec_for(repo.name, node.name)
+    return (node, spec) if spec is not None else None
+
+
+def _verify_on(on: tuple[Node, dict], point_id: str, full: bool,
+               advance: Advance | None) -> VerifyReport:
+    node, spec = on
+    done = node.agent.run({"op": "verify", "repository": spec, "point": point_id,  # type: ignore[union-attr]
+                           "full": full}, advance)
+    return VerifyReport(point_id, done["ok"], done["chunks_checked"], tuple(done["problems"]),
+                        tuple(bytes.fromhex(c) for c in done["damaged_chunks"]))
