@@ -51,6 +51,16 @@ def write_stream(out: BinaryIO, stream: BinaryIO, size: int = DATA_FRAME) -> int
     return sent
 
 
+def parse_json(payload: bytes, what: str) -> dict[str, Any]:
+    try:
+        message = json.loads(payload)
+    except ValueError:
+        message = None
+    if not isinstance(message, dict):
+        raise EnvironmentBroken(f"{what}: a message that is not JSON: {payload[:80]!r}")
+    return message
+
+
 def read_frame(inp: BinaryIO, what: str) -> tuple[bytes, bytes] | None:
     """The next ``(kind, payload)``; None at a clean end of input (between frames)."""
     head = _read_exactly(inp, _HEADER.size, what, allow_eof=True)
@@ -110,7 +120,11 @@ class FramedStream:
         return len(data)
 
     def _next(self) -> None:
-        frame = read_frame(self._inp, self._what)
+        try:
+            frame = read_frame(self._inp, self._what)
+        except (OSError, EOFError) as e:  # socket.timeout included
+            raise NodeUnreachable(f"{self._what}: the connection failed: "
+                                  f"{e or type(e).__name__}") from None
         if frame is None:
             raise NodeUnreachable(f"{self._what}: the stream was cut before its end")
         kind, payload = frame
@@ -119,7 +133,7 @@ class FramedStream:
         elif kind == END:
             self.ended = True
         else:
-            message = json.loads(payload)
+            message = parse_json(payload, self._what)
             if "done" in message or "error" in message:
                 self.ended, self.last = True, message
             elif self._on_json is not None:

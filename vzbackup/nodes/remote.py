@@ -17,7 +17,8 @@ from typing import Any, BinaryIO
 from ..domain.guests import GuestRef
 from ..errors import EnvironmentBroken, NodeUnreachable, VzError
 from ..ports import Advance, Dump, GuestInfo
-from .frames import JSON, PROTOCOL, FramedStream, read_frame, write_stream
+from .frames import (DATA, DATA_FRAME, END, JSON, PROTOCOL, FramedStream, parse_json,
+                     read_frame, write_frame)
 from .jobs import error_from_dict
 from .ssh import RemoteProcess, SshSession
 
@@ -73,15 +74,26 @@ class SshNode:
         proc = self._start({"op": "restore", "target": str(target), "name": name,
                             "config": config, "force": force})
         try:
-            try:
-                write_stream(proc.stdin, stream)  # the end frame only after a verified EOF
-                proc.close_stdin()
-            except (OSError, EOFError) as e:
-                # The agent stopped reading: its own error says why (GuestExists...).
-                log.debug("restore stream to node %s cut: %s", self.name, e)
+            self._send_stream(proc, stream)
             return GuestInfo.from_dict(self._result(proc, self._next_message(proc))["guest"])
         finally:
-            proc.kill()
+            proc.kill()  # before a verified EOF: the agent is hung up on and installs nothing
+
+    def _send_stream(self, proc: RemoteProcess, stream: BinaryIO) -> None:
+        """Send ``stream`` as data frames, then the end frame once it read to its verified
+        EOF. An error reading ``stream`` propagates; one writing to the node means the agent
+        stopped reading, and its own message (GuestExists...) says why."""
+        while data := stream.read(DATA_FRAME):
+            try:
+                write_frame(proc.stdin, DATA, data)
+            except OSError as e:
+                log.debug("restore stream to node %s cut: %s", self.name, e)
+                return
+        try:
+            write_frame(proc.stdin, END)
+            proc.close_stdin()
+        except OSError as e:
+            log.debug("restore stream to node %s cut at its end: %s", self.name, e)
 
     # ---- ports.NodeAgent -------------------------------------------------------------
 
@@ -126,7 +138,7 @@ class SshNode:
         kind, payload = frame
         if kind != JSON:
             raise EnvironmentBroken(f"{what}: the agent sent data where a message was due")
-        return json.loads(payload)
+        return parse_json(payload, what)
 
     def _result(self, proc: RemoteProcess, message: dict[str, Any]) -> dict[str, Any]:
         if "error" in message:
