@@ -55,18 +55,20 @@ def _unwind(signum, frame):  # noqa: ANN001
 
 def run_job(inp: BinaryIO, out: BinaryIO) -> int:
     """Read one job, run it, answer with frames. Returns the exit status."""
+    secrets: set[str] = set()
     try:
         job = _read_job(inp)
-        setup_logging("info", None, stderr=True, secrets=_secrets(job))
+        secrets = _secrets(job)
+        setup_logging("info", None, stderr=True, secrets=secrets)
         result = _dispatch(job, inp, out)
     except VzError as e:
-        _send(out, {"error": error_to_dict(e)})
+        _send(out, {"error": _scrub(error_to_dict(e), secrets)})
         return e.exit_code
     except Exception as e:  # a bug: still an answer the controller can show
         log.exception("agent job failed")
-        _send(out, {"error": {"type": "VzError", "exit_code": 2,
-                              "message": f"unexpected error: {type(e).__name__}: {e}",
-                              "hint": "Report a bug with the node's stderr."}})
+        _send(out, {"error": _scrub({"type": "VzError", "exit_code": 2,
+                                     "message": f"unexpected error: {type(e).__name__}: {e}",
+                                     "hint": "Report a bug with the node's stderr."}, secrets)})
         return 2
     _send(out, {"done": result})
     return 0
@@ -91,6 +93,15 @@ def _secrets(job: dict[str, Any]) -> set[str]:
     specs = [v for k in ("repository", "source", "target") if isinstance(v := job.get(k), dict)]
     return {v for spec in specs for k in ("passphrase", "secret_key", "access_key")
             if (v := spec.get(k))}
+
+
+def _scrub(error: dict[str, Any], secrets: set[str]) -> dict[str, Any]:
+    """No secret of the job in the error sent back (it will be shown and logged there)."""
+    for key in ("message", "hint"):
+        for secret in secrets:
+            if isinstance(error.get(key), str) and len(secret) >= 4:
+                error[key] = error[key].replace(secret, "***")
+    return error
 
 
 def _dispatch(job: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> dict[str, Any]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 
 from vzbackup.errors import EnvironmentBroken, IntegrityError, NodeUnreachable
-from vzbackup.nodes.frames import FramedStream, read_frame, write_json, write_stream
+from vzbackup.nodes.frames import PROTOCOL, FramedStream, read_frame, write_json, write_stream
 from vzbackup.nodes.jobs import error_from_dict, error_to_dict
 
 
@@ -59,3 +60,19 @@ def test_errors_keep_their_class_and_name_the_node():
     assert e.message == "on node node7: chunk 3 is damaged" and e.hint == "verify"
     unknown = error_from_dict({"type": "NewError", "exit_code": 16, "message": "m"}, "node7")
     assert unknown.exit_code == 16
+
+
+def test_the_agent_never_sends_a_secret_back_in_an_error(monkeypatch):
+    import vzbackup.cli.agent as agent
+
+    job = {"protocol": PROTOCOL, "op": "backup", "node": {}, "guest": {},
+           "repository": {"passphrase": "hunter2-passphrase", "secret_key": "s3-secret-value"}}
+
+    def leaky(job, inp, out):  # a message quoting secrets, as a careless library might
+        raise IntegrityError("cannot open with hunter2-passphrase and s3-secret-value")
+
+    monkeypatch.setattr(agent, "_dispatch", leaky)
+    out = io.BytesIO()
+    assert agent.run_job(io.BytesIO(json.dumps(job).encode() + b"\n"), out) == 7
+    kind, payload = read_frame(io.BytesIO(out.getvalue()), "test")
+    assert b"hunter2" not in payload and b"s3-secret" not in payload and b"***" in payload
