@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime
@@ -36,17 +37,48 @@ log = logging.getLogger(__name__)
 
 MAX_JOB = 16 << 20
 PROGRESS_EVERY = 0.5  # seconds between progress frames
+HEARTBEAT = 20.0  # seconds of silence before a heartbeat frame (command_timeout >= 5 x this)
 
 
 @cli.command(hidden=True)
 def agent() -> None:
     """Run one job sent by a vzbackup controller on stdin (used over SSH, not by hand)."""
-    out = os.fdopen(os.dup(1), "wb")
+    out = _Serialized(os.fdopen(os.dup(1), "wb"))
     os.dup2(2, 1)  # stray prints and children's stdout go to stderr, never into the frames
     sys.stdout = sys.stderr
     for signum in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(signum, _unwind)
+    beat = threading.Thread(target=_heartbeat, args=(out,), daemon=True, name="vzbackup-beat")
+    beat.start()
     raise SystemExit(run_job(sys.stdin.buffer, out))
+
+
+class _Serialized:
+    """The frame stream, written by the job and the heartbeat thread: one frame at a time
+    (``write_frame`` writes a frame in one call); remembers when it last wrote."""
+
+    def __init__(self, inner: BinaryIO):
+        self._inner, self._lock = inner, threading.Lock()
+        self.last = time.monotonic()
+
+    def write(self, data: bytes) -> int:
+        with self._lock:
+            self.last = time.monotonic()
+            return self._inner.write(data)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._inner.flush()
+
+
+def _heartbeat(out: _Serialized) -> None:
+    """A sign of life whenever the job has said nothing for ``HEARTBEAT`` seconds (vzdump
+    waiting on its lock, tar reading a huge sparse file...): the controller's inactivity
+    timeout then only fires when the node or the connection is really gone."""
+    while True:
+        time.sleep(HEARTBEAT / 4)
+        if time.monotonic() - out.last >= HEARTBEAT:
+            _send(out, {"alive": True})  # type: ignore[arg-type]
 
 
 def _unwind(signum, frame):  # noqa: ANN001

@@ -74,9 +74,9 @@ SCHEMA: dict[str, Section] = {
                                       doc="ssh: trust a host key never seen (never a changed one)."),
         "connect_timeout": Option("int", 10, minimum=1, maximum=600,
                                   doc="ssh: seconds to wait for the node to answer a connection."),
-        "command_timeout": Option("int", 300, minimum=5, maximum=86400,
-                                  doc="ssh: seconds a running job may stay silent before the node "
-                                      "is taken as dead."),
+        "command_timeout": Option("int", 300, minimum=60, maximum=86400,
+                                  doc="ssh: seconds without a word from a running job (progress, "
+                                      "or a heartbeat every 20 s) before the node is taken as dead."),
         "vzbackup": Option("str", "vzbackup", doc="ssh: the vzbackup command on the node."),
         "cache_dir": Option("str", "/var/lib/vzbackup/cache",
                             doc="ssh: the node's own cache of chunk ids (a path on the node)."),

@@ -6,7 +6,8 @@ data frames and an end frame. The agent answers with frames only. A frame is a k
 a 4-byte big-endian length and the payload:
 
     D  stream bytes
-    J  a JSON message: {"header": ...}, {"advance": N}, {"done": ...} or {"error": ...}
+    J  a JSON message: {"header": ...}, {"advance": N}, {"alive": true} (a heartbeat while
+       the agent waits, e.g. on vzdump's lock), {"done": ...} or {"error": ...}
     E  the stream is complete (sent only after the sender verified all of it)
 
 A stream that ends without ``E`` was cut: its reader raises, so a restore fed from a
@@ -30,9 +31,9 @@ DATA_FRAME = 1 << 20  # bytes per data frame written
 
 
 def write_frame(out: BinaryIO, kind: bytes, payload: bytes = b"") -> None:
-    out.write(_HEADER.pack(kind, len(payload)))
-    if payload:
-        out.write(payload)
+    """One ``write`` per frame, so that a writer serialising writes (the agent's heartbeat
+    beside its data) never interleaves two frames."""
+    out.write(_HEADER.pack(kind, len(payload)) + payload)
 
 
 def write_json(out: BinaryIO, message: dict[str, Any]) -> None:

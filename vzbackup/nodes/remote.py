@@ -125,7 +125,12 @@ class SshNode:
         return proc
 
     def _next_message(self, proc: RemoteProcess) -> dict[str, Any]:
-        """The next JSON message, skipping nothing: data here is a protocol error."""
+        """The next JSON message but heartbeats; data here is a protocol error."""
+        while "alive" in (message := self._next_frame(proc)):
+            pass
+        return message
+
+    def _next_frame(self, proc: RemoteProcess) -> dict[str, Any]:
         what = f"node {self.name}"
         try:
             frame = read_frame(proc.stdout, what)

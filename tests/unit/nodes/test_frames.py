@@ -76,3 +76,34 @@ def test_the_agent_never_sends_a_secret_back_in_an_error(monkeypatch):
     assert agent.run_job(io.BytesIO(json.dumps(job).encode() + b"\n"), out) == 7
     kind, payload = read_frame(io.BytesIO(out.getvalue()), "test")
     assert b"hunter2" not in payload and b"s3-secret" not in payload and b"***" in payload
+
+
+def test_a_silent_agent_sends_heartbeats_that_the_controller_skips(monkeypatch):
+    import threading
+    import time
+
+    import vzbackup.cli.agent as agent
+
+    monkeypatch.setattr(agent, "HEARTBEAT", 0.1)
+    out = agent._Serialized(io.BytesIO())
+    threading.Thread(target=agent._heartbeat, args=(out,), daemon=True).start()
+    time.sleep(0.5)
+    wire = io.BytesIO(out._inner.getvalue())
+    frames = iter(lambda: read_frame(wire, "test"), None)
+    assert {payload for _, payload in frames} == {b'{"alive":true}'}
+
+
+def test_the_controller_skips_heartbeats_while_waiting_for_a_result():
+    from types import SimpleNamespace
+
+    from vzbackup.nodes.remote import SshNode
+
+    wire = io.BytesIO()
+    for message in ({"alive": True}, {"advance": 5}, {"alive": True}, {"done": {"x": 1}}):
+        write_json(wire, message)
+    proc = SimpleNamespace(stdout=io.BytesIO(wire.getvalue()), kill=lambda: None)
+    node = SshNode("node7", SimpleNamespace(start=lambda argv, timeout: proc), ["vzbackup"],
+                   {"platform": "directory"})
+    node._start = lambda job: proc  # the job line is not the point here
+    seen = []
+    assert node.run({"op": "x"}, seen.append) == {"x": 1} and seen == [5]
