@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import shutil
 import time
-import urllib.parse
 
 from . import state
 from .cli import Command, Die, Opt, parse

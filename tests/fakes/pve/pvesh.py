@@ -106,7 +106,7 @@ def _task_status(upid: str) -> dict:
         raise Die("400 Parameter verification failed.", "upid: unable to parse worker upid")
     path = state.root() / "var/log/pve/tasks" / parts[4][-1] / upid
     if not path.is_file():
-        raise Die(f"no such task")
+        raise Die("no such task")
     lines = [line for line in path.read_text().splitlines() if line]
     last = lines[-1] if lines else ""
     if last == "TASK OK":

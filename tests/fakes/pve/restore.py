@@ -100,9 +100,10 @@ def _pct_body(t: Task, vmid: int, archive: str, opts: dict, old: state.GuestConf
             if state.storages()[sid].type == "lvmthin":
                 t.log(f'  Logical volume "{volid.split(":")[1]}" created.')
             given[key] = f"{volid},size={_gib(size)}" + (f",{props}" if props else "")
-        if old is not None:
+        if old is not None:  # the old CT's volumes go before the extraction (pve.md 7.1)
             for volid in volumes(old):
-                state.free_volume(volid)
+                if volid not in new_vols:
+                    state.free_volume(volid)
         rootfs = state.volume_path(state.volid_of(given["rootfs"]))
         if archive == "-":
             t.log("extracting archive from STDIN")
@@ -210,8 +211,9 @@ def _qm_body(t: Task, vmid: int, archive: str, opts: dict, old: state.GuestConf 
                 f.truncate(dev["size"])
             t.log(f"map '{dev['name']}' to '{path}' (write zeros = 0)")
             targets[dev_id] = (key, volid, dev["size"])
+        new = {v for _, v, _ in targets.values()}
         replaced = [state.volid_of(old.values[k]) for k, _, _ in targets.values()
-                    if old is not None and k in old.values]
+                    if old is not None and k in old.values and state.volid_of(old.values[k]) not in new]
         for volid in replaced:
             state.free_volume(volid)
         files = {d: open(state.volume_path(v), "r+b") for d, (_, v, _) in targets.items()}

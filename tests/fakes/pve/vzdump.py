@@ -157,7 +157,7 @@ class Job:
             pass
         wait = int(self.opts.get("lockwait", 180))
         if wait == 0:
-            self.t.error(f"can't acquire lock '/var/run/vzdump.lock' (wait = 0)")
+            self.t.error("can't acquire lock '/var/run/vzdump.lock' (wait = 0)")
             raise NoStatus()
         self.t.info("trying to get global lock - waiting...")
         deadline = time.monotonic() + wait * 60
