@@ -261,6 +261,8 @@ class ProxmoxPlatform:
     def _failed(self, target: GuestRef, existed: bool, result: ToolResult) -> str:
         tool = "pct restore" if target.kind == "ct" else "qmrestore"
         said = result.message()
+        if existed and not result.out.strip():  # refused before its task: nothing touched
+            return f"{self._where(target)}: {tool} --force refused: {said}; the guest is unchanged"
         if existed:
             return (f"{self._where(target)}: {tool} --force failed ({said}); the old guest's "
                     "disks were already being replaced, so it is not usable: restore again")

@@ -113,10 +113,16 @@ class FakeCluster:
         return out
 
     def set_status(self, vmid: int, status: str) -> None:
-        self._update("status.json", lambda d: d.__setitem__(str(vmid), status))
+        node = self.node_of(vmid)
+        self._update("status.json", lambda d: d.__setitem__(str(vmid), [status, node]))
 
     def status(self, vmid: int) -> str:
-        return self._read("status.json").get(str(vmid), "stopped")
+        value, node = self._read("status.json").get(str(vmid), ["stopped", None])
+        return value if node == self.node_of(vmid) else "stopped"
+
+    def node_of(self, vmid: int) -> str | None:
+        found = list((self.shared / "nodes").glob(f"*/*/{vmid}.conf"))
+        return found[0].parent.parent.name if found else None
 
     def set_offline(self, node: str) -> None:
         self._update("nodes.json", lambda d: d.setdefault("offline", []).append(node))

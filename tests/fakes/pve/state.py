@@ -160,15 +160,20 @@ def _save_fake_json(name: str, data: dict) -> None:
 
 
 def status(vmid: int) -> str:
-    return _fake_json("status.json").get(str(vmid), "stopped")
+    """Run state, kept with the node it runs on: a guest whose config moved to another node
+    (the dead-node procedure) is not running there."""
+    value, node = _fake_json("status.json").get(str(vmid), ["stopped", None])
+    where = cluster_guests().get(vmid)
+    return value if where is not None and where[0] == node else "stopped"
 
 
 def set_status(vmid: int, value: str | None) -> None:
     data = _fake_json("status.json")
-    if value is None:
+    where = cluster_guests().get(vmid)
+    if value is None or where is None:
         data.pop(str(vmid), None)
     else:
-        data[str(vmid)] = value
+        data[str(vmid)] = [value, where[0]]
     _save_fake_json("status.json", data)
 
 

@@ -11,7 +11,6 @@ import tarfile
 import pytest
 
 from tests.fakes.pve.cluster import BIN
-from tests.fakes.pve.fixture import pve  # noqa: F401
 
 
 def tool(name: str, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
