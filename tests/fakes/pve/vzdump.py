@@ -51,7 +51,8 @@ def command() -> Command:
 
 
 def main(argv: list[str]) -> int:
-    pos, opts = parse(command(), argv)
+    pos, given = parse(command(), argv)
+    opts = {**_defaults(), **given}  # the command line wins over /etc/vzdump.conf (4.1)
     words = [v for word in pos["vmid"] for v in word.replace(",", " ").split()]
     if not all(state.VMID.match(v) for v in words):
         raise Die("400 Parameter verification failed.",
@@ -72,6 +73,25 @@ def main(argv: list[str]) -> int:
         return 0
     return run_task("vzdump", "", lambda t: Job(t, here, external, opts, argv).run(),
                     to_stderr=bool(opts.get("stdout")))
+
+
+def _defaults() -> dict:
+    """``/etc/vzdump.conf``: ``option: value`` lines and ``#`` comments; they apply to every
+    run, ``--stdout`` runs included (pve.md 4.1, pitfall 9)."""
+    try:
+        text = (state.root() / "etc/vzdump.conf").read_text()
+    except FileNotFoundError:
+        return {}
+    argv = []
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#") and ":" in line:
+            key, _, value = line.partition(":")
+            argv += [f"--{key.strip()}", value.strip()]
+    return parse(command(), argv)[1]
+
+
+COMPRESSORS = {"1": (["lzop"], ".lzo"), "lzo": (["lzop"], ".lzo"),
+               "gzip": (["gzip", "--rsyncable"], ".gz"), "zstd": (["zstd", "--threads=1"], ".zst")}
 
 
 def _select(ids: list[int], opts: dict) -> tuple[list[int], list[int]]:
@@ -234,6 +254,8 @@ class Job:
         stamp = time.strftime("%Y_%m_%d-%H_%M_%S")
         base = f"vzdump-{type_}-{vmid}-{stamp}"
         ext = "tar" if type_ == "lxc" else "vma"
+        if str(self.opts.get("compress", "0")) != "0":
+            ext += COMPRESSORS[str(self.opts["compress"])][1]
         env = {"VMTYPE": type_, "HOSTNAME": None}
         started = time.monotonic()
         mode = None
@@ -333,11 +355,7 @@ class Job:
                 self.ginfo(f"creating vzdump archive '{self.dumpdir()}/{base}.{ext}'")
                 out = open(target.with_suffix(".dat"), "wb")
             try:
-                if conf.type == "lxc":
-                    self._tar(conf, out)
-                else:
-                    self._vma(conf, out)
-                out.flush()
+                self._archive(conf, out)
             except BrokenPipeError as e:
                 raise GuestFailed(f"command 'tar' failed: {e}") from None
             if not self.stdout:
@@ -356,6 +374,23 @@ class Job:
                 state.set_status(vmid, "running")
                 if hooks:
                     self.hook("post-restart", mode, vmid, env)
+
+    def _archive(self, conf: state.GuestConf, out) -> None:  # noqa: ANN001
+        """The archive into ``out``, through the compressor when --compress is not 0."""
+        method = str(self.opts.get("compress", "0"))
+        if method == "0":
+            self._tar(conf, out) if conf.type == "lxc" else self._vma(conf, out)
+            out.flush()
+            return
+        out.flush()
+        zproc = subprocess.Popen(COMPRESSORS[method][0], stdin=subprocess.PIPE, stdout=out)
+        try:
+            self._tar(conf, zproc.stdin) if conf.type == "lxc" else self._vma(conf, zproc.stdin)
+        finally:
+            zproc.stdin.close()
+            code = zproc.wait()
+        if code != 0:
+            raise GuestFailed(f"{COMPRESSORS[method][0][0]} failed - wrong exit status {code}")
 
     def _tar(self, conf: state.GuestConf, out) -> None:  # noqa: ANN001
         rootfs = state.volume_path(state.volid_of(conf.values["rootfs"]))

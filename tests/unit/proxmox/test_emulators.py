@@ -300,3 +300,22 @@ def test_every_tool_needs_its_state_directory(tool_name, monkeypatch):
     monkeypatch.delenv("PVE_FAKE_ROOT", raising=False)
     r = tool(tool_name, "get" if tool_name == "pvesh" else "list", "/x")
     assert r.returncode == 255
+
+
+def test_vzdump_conf_applies_to_stdout_runs_unless_overridden(pve):
+    (pve.root("pve1") / "etc/vzdump.conf").write_text("# defaults\ncompress: zstd\nmode: stop\n")
+    r = tool("vzdump", "101", "--stdout")
+    assert r.returncode == 0 and r.stdout[:4] == b"\x28\xb5\x2f\xfd"  # zstd: the file applies
+    assert "INFO: backup mode: stop" in err(r)
+    r = tool("vzdump", "101", "--stdout", "--compress", "0", "--mode", "snapshot")
+    assert tarfile.open(fileobj=io.BytesIO(r.stdout)).getnames()[0] == "./etc/vzdump/pct.conf"
+    assert "INFO: backup mode: snapshot" in err(r)
+
+
+def test_archive_file_and_dat_while_writing(pve):
+    r = tool("vzdump", "200", "--dumpdir", "/var/lib/vz/dump", "--compress", "zstd")
+    assert r.returncode == 0, err(r)
+    dump = pve.root("pve1") / "var/lib/vz/dump"
+    archives = list(dump.glob("vzdump-qemu-200-*.vma.zst"))
+    assert len(archives) == 1 and not list(dump.glob("*.dat"))
+    assert any(line.startswith("INFO: archive file size: ") for line in r.stdout.decode().splitlines())

@@ -210,3 +210,10 @@ def test_vmid_string_from_old_versions_is_tolerated(pve, platform):
     out = platform.tools.run("pvesh", "get", "/nodes/pve1/lxc", "--output-format", "json").out
     assert json.loads(out)[0]["vmid"] == "101"
     assert [str(g.ref) for g in platform.list_guests()] == ["ct101", "vm200"]
+
+
+def test_node_defaults_in_vzdump_conf_do_not_change_the_stream(pve, platform):
+    (pve.root("pve1") / "etc/vzdump.conf").write_text("compress: gzip\nmode: suspend\n")
+    data, _ = dump_bytes(platform, CT101)
+    import tarfile
+    assert tarfile.open(fileobj=io.BytesIO(data)).getnames()[0] == "./etc/vzdump/pct.conf"
