@@ -153,19 +153,24 @@ def build_node(nc: NodeConfig) -> Node:
                 "root": str(nc.root), "cache_dir": nc.cache_dir}
         if nc.platform == "proxmox":
             spec["proxmox"] = nc.proxmox.to_dict()
+        if nc.hook_script:
+            spec["hook_script"] = nc.hook_script
         return SshNode(nc.name, SshSession(target, nc.name), [nc.vzbackup], spec,
                        timeout=float(nc.command_timeout))
     snapshotter: Snapshotter = BtrfsSnapshotter() if nc.snapshotter == "btrfs" else NoSnapshot()
     if nc.platform == "proxmox":  # root: /etc/pve; vzdump snapshots by itself
-        return LocalNode(nc.name, ProxmoxPlatform(nc.name, nc.root, nc.proxmox), NoSnapshot(), nc.root)
-    return LocalNode(nc.name, DirectoryPlatform(nc.root, nc.name), snapshotter, nc.root)
+        return LocalNode(nc.name, ProxmoxPlatform(nc.name, nc.root, nc.proxmox, nc.hook_script),
+                         NoSnapshot(), nc.root)
+    return LocalNode(nc.name, DirectoryPlatform(nc.root, nc.name, hook_script=nc.hook_script),
+                     snapshotter, nc.root)
 
 
 def node_from_spec(spec: dict[str, Any]) -> Node:
     """The agent's side: the node it runs on, from the controller's description."""
     return build_node(NodeConfig(spec["name"], "local", spec["platform"], spec["snapshotter"],
                                  Path(spec["root"]),
-                                 proxmox=ProxmoxConfig.from_dict(spec.get("proxmox") or {})))
+                                 proxmox=ProxmoxConfig.from_dict(spec.get("proxmox") or {}),
+                                 hook_script=spec.get("hook_script", "")))
 
 
 def build_backend(rc: RepositoryConfig, credentials: tuple[str | None, str | None] | None = None

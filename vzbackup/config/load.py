@@ -162,7 +162,7 @@ def _build(path: Path, doc: dict, problems: list[str]) -> Config:
         Path(v["root"]) if v["transport"] == "ssh" else p(v["root"]),  # type: ignore[arg-type]
         v["host"], v["port"], v["user"], p(v["key_file"]), p(v["known_hosts"]),
         v["accept_new_host_key"], v["connect_timeout"], v["command_timeout"], v["vzbackup"],
-        v["cache_dir"], _proxmox(v))
+        v["cache_dir"], _proxmox(v), v["hook_script"])
         for n, v in doc["nodes"].items()}
     _cross_check(path, doc, repos, problems)
     if problems:
@@ -242,6 +242,8 @@ def _proxmox(v: dict) -> ProxmoxConfig:
 
 
 def _check_proxmox(path: Path, name: str, n: dict, problems: list[str]) -> None:
+    if n["hook_script"] and not n["hook_script"].startswith("/"):
+        problems.append(f"{path}: nodes.{name}.hook_script: must be an absolute path on the node")
     if n["platform"] != "proxmox":
         for key, opt in PROXMOX_NODE_OPTIONS.items():
             if n[key] != opt.default:
@@ -250,7 +252,7 @@ def _check_proxmox(path: Path, name: str, n: dict, problems: list[str]) -> None:
     if n["snapshotter"] != "none":
         problems.append(f"{path}: nodes.{name}.snapshotter: must be \"none\" with platform = "
                         "\"proxmox\" (vzdump takes its own snapshot; see pve_dump_mode)")
-    for key in ("pve_bin_dir", "pve_tmpdir", "pve_hook_script"):
+    for key in ("pve_bin_dir", "pve_tmpdir"):
         if n[key] and not n[key].startswith("/"):
             problems.append(f"{path}: nodes.{name}.{key}: must be an absolute path on the node")
 

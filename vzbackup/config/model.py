@@ -22,7 +22,6 @@ class ProxmoxConfig:
     tmpdir: str = ""
     lockwait: int = 180
     stopwait: int = 10
-    hook_script: str = ""
     restore_storage: str = ""
     restore_unique: bool = False
     restore_start: bool = False
@@ -53,6 +52,7 @@ class NodeConfig:
     vzbackup: str = "vzbackup"
     cache_dir: str = "/var/lib/vzbackup/cache"
     proxmox: ProxmoxConfig = field(default_factory=ProxmoxConfig)
+    hook_script: str = ""  # vzdump-style, every platform
 
 
 @dataclass(frozen=True)

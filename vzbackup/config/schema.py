@@ -53,13 +53,18 @@ PROXMOX_NODE_OPTIONS: dict[str, Option] = {
                                                       "wait for the node's global vzdump lock."),
     "pve_stopwait": Option("int", 10, minimum=0, doc="proxmox: vzdump --stopwait, minutes to "
                                                      "wait for a guest to stop."),
-    "pve_hook_script": Option("str", "", doc="proxmox: vzdump-style hook script on the node "
-                                             "(vzdump --script); empty: none."),
     "pve_restore_storage": Option("str", "", doc="proxmox: storage for restored disks; empty: "
                                                  "the storage each disk was backed up from."),
     "pve_restore_unique": Option("bool", False, doc="proxmox: restore with --unique (new MAC "
                                                     "addresses)."),
     "pve_restore_start": Option("bool", False, doc="proxmox: start a guest after its restore."),
+}
+
+# ---- hook scripts: nodes.X.hook_script (every platform) -------------------------------------
+
+HOOK_NODE_OPTIONS: dict[str, Option] = {
+    "hook_script": Option("str", "", doc="vzdump-style hook script on the node, called with "
+                                         "vzdump's phases (proxmox: vzdump --script); empty: none."),
 }
 
 SCHEMA: dict[str, Section] = {
@@ -110,6 +115,7 @@ SCHEMA: dict[str, Section] = {
         "cache_dir": Option("str", "/var/lib/vzbackup/cache",
                             doc="ssh: the node's own cache of chunk ids (a path on the node)."),
         **PROXMOX_NODE_OPTIONS,
+        **HOOK_NODE_OPTIONS,
     }, named=True, doc="Hypervisor nodes, one table each: [nodes.node1]."),
     "repositories": Section({
         "url": Option("str", doc="Where the repository lives: file:///path."),

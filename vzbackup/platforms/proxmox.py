@@ -62,8 +62,10 @@ DEFAULT_ROOTFS_GIB = "8"
 class ProxmoxPlatform:
     name = "proxmox"
 
-    def __init__(self, node_name: str, etc_pve: Path, options: ProxmoxConfig | None = None):
+    def __init__(self, node_name: str, etc_pve: Path, options: ProxmoxConfig | None = None,
+                 hook_script: str = ""):
         self.node_name = node_name
+        self.hook_script = hook_script  # handed to vzdump --script
         self.etc_pve = Path(etc_pve)  # the cluster file system, mounted on every node
         self.options = options or ProxmoxConfig()
         self.tools = Tools(self.options.bin_dir)
@@ -129,8 +131,8 @@ class ProxmoxPlatform:
             args += ["--bwlimit", str(o.bwlimit)]
         if o.tmpdir:
             args += ["--tmpdir", o.tmpdir]
-        if o.hook_script:
-            args += ["--script", o.hook_script]
+        if self.hook_script:
+            args += ["--script", self.hook_script]
         if ref.kind == "ct":  # exclude-path is for containers only
             for pattern in o.exclude_path:
                 args += ["--exclude-path", pattern]
@@ -376,7 +378,7 @@ def _dump_hint(message: str, ref: GuestRef) -> str:
     if "global lock" in message or "unexpected control message" in message:
         return "Another vzdump job runs on the node; raise pve_lockwait or run later."
     if "hook script" in message or re.search(r"command '\S+ (job|backup|pre|post|log)-", message):
-        return "The node's hook script (pve_hook_script) failed in the phase named above."
+        return "The node's hook script (hook_script) failed in the phase named above."
     return "Read vzdump's log lines above, fix the guest or node, then back up again."
 
 

@@ -117,7 +117,7 @@ exit 0
 
 def test_hook_phases_of_one_guest(plab):
     lab = plab
-    add_node_option(lab, "pve1", f'pve_hook_script = "{hook_script(lab, "none")}"')
+    add_node_option(lab, "pve1", f'hook_script = "{hook_script(lab, "none")}"')
     lab.ok("backup", "ct101")
     assert (lab.root / "hook.log").read_text().splitlines() == [
         "job-init", "job-start", "backup-start snapshot 101", "pre-stop snapshot 101",
@@ -127,7 +127,7 @@ def test_hook_phases_of_one_guest(plab):
 
 def test_a_failing_backup_end_hook_fails_the_guest_and_keeps_no_point(plab):
     lab = plab
-    add_node_option(lab, "pve1", f'pve_hook_script = "{hook_script(lab, "backup-end")}"')
+    add_node_option(lab, "pve1", f'hook_script = "{hook_script(lab, "backup-end")}"')
     r = lab.run("backup", "ct101")
     assert r.code == 15
     assert "backup-end snapshot 101' failed: exit code 2" in r.err
@@ -136,7 +136,7 @@ def test_a_failing_backup_end_hook_fails_the_guest_and_keeps_no_point(plab):
 
 def test_a_failing_log_end_hook_is_a_warning(plab):
     lab = plab
-    add_node_option(lab, "pve1", f'pve_hook_script = "{hook_script(lab, "log-end")}"')
+    add_node_option(lab, "pve1", f'hook_script = "{hook_script(lab, "log-end")}"')
     r = lab.run("backup", "ct101", "--json")
     assert r.code == 1, r
     item = r.json()["items"][0]
