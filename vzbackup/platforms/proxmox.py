@@ -169,6 +169,8 @@ class ProxmoxPlatform:
             self._after_failure(target, existed, result)
             if isinstance(e, OSError):
                 raise RestoreFailed(self._failed(target, existed, result)) from None
+            if existed:  # the stream's own error goes on (the next copy may be tried)
+                log.error("%s", self._failed(target, existed, result))
             raise
         result = running.finish()
         if result.code != 0 or not fed:

@@ -5,6 +5,7 @@ archives), compression other than 0, PBS, notifications, pruning."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import random
@@ -353,11 +354,23 @@ class Job:
             else:
                 target = state.root() / f"{self.dumpdir()}/{base}.{ext}".lstrip("/")
                 self.ginfo(f"creating vzdump archive '{self.dumpdir()}/{base}.{ext}'")
-                out = open(target.with_suffix(".dat"), "wb")
+                out = _Quota(open(target.with_suffix(".dat"), "wb"))
             try:
                 self._archive(conf, out)
             except BrokenPipeError as e:
                 raise GuestFailed(f"command 'tar' failed: {e}") from None
+            except OSError as e:
+                if self.stdout or e.errno != errno.ENOSPC:
+                    raise
+                out.close()
+                target.with_suffix(".dat").unlink()  # removed on failure (4.4)
+                if conf.type == "qemu":
+                    raise GuestFailed("job failed with err -28 - No space left on device") from None
+                self.ginfo("tar: -: Cannot write: No space left on device")
+                raise GuestFailed(
+                    "command 'set -o pipefail && tar cpf - --totals --one-file-system -p "
+                    "--sparse --numeric-owner --acls --xattrs --directory=... ./etc/vzdump/pct.conf "
+                    f"... >{self.dumpdir()}/{base}.dat' failed: exit code 2") from None
             if not self.stdout:
                 out.close()
                 os.replace(target.with_suffix(".dat"), target)
@@ -472,6 +485,35 @@ class Job:
             (folder / f"{base}.log").write_text("".join(line + "\n" for line in self.guest_log))
         except OSError:
             pass  # "the copy's result is not checked" (pve.md 4.4)
+
+
+class _Quota:
+    """An archive file on a dump storage whose free space is ``var/lib/fakepve/dump-free``
+    bytes (absent: unlimited); going past it is ENOSPC (storage full, pve.md 13). Only the
+    uncompressed path honours it."""
+
+    def __init__(self, f):  # noqa: ANN001
+        self.f = f
+        try:
+            self.free = int((state.root() / "var/lib/fakepve/dump-free").read_text())
+        except FileNotFoundError:
+            self.free = None
+
+    def write(self, data: bytes) -> int:
+        if self.free is not None:
+            if len(data) > self.free:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.free -= len(data)
+        return self.f.write(data)
+
+    def fileno(self) -> int:
+        return self.f.fileno()
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
 
 
 def _disks(conf: state.GuestConf) -> list[tuple[str, str]]:

@@ -319,3 +319,20 @@ def test_archive_file_and_dat_while_writing(pve):
     archives = list(dump.glob("vzdump-qemu-200-*.vma.zst"))
     assert len(archives) == 1 and not list(dump.glob("*.dat"))
     assert any(line.startswith("INFO: archive file size: ") for line in r.stdout.decode().splitlines())
+
+
+def test_storage_full_fails_the_guest_and_removes_the_dat(pve):
+    (pve.root("pve1") / "var/lib/fakepve").mkdir(parents=True, exist_ok=True)
+    (pve.root("pve1") / "var/lib/fakepve/dump-free").write_text("20000\n")
+    r = tool("vzdump", "101", "--dumpdir", "/var/lib/vz/dump")
+    out = r.stdout.decode().splitlines()
+    assert r.returncode == 255 and err(r) == ["job errors"]
+    assert "INFO: tar: -: Cannot write: No space left on device" in out
+    assert any(line.startswith("ERROR: Backup of VM 101 failed - command 'set -o pipefail && tar cpf - ")
+               and line.endswith("failed: exit code 2") for line in out)
+    dump = pve.root("pve1") / "var/lib/vz/dump"
+    assert not list(dump.glob("*.dat")) and not list(dump.glob("*.tar"))
+    assert list(dump.glob("vzdump-lxc-101-*.log"))  # the sidecar exists for failures too
+    r = tool("vzdump", "200", "--dumpdir", "/var/lib/vz/dump")
+    assert "ERROR: Backup of VM 200 failed - job failed with err -28 - No space left on device" in \
+        r.stdout.decode().splitlines()
