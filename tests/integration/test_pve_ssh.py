@@ -51,3 +51,16 @@ def test_backup_on_one_ssh_node_and_restore_on_another(pve_site):
     lab.ok("restore", "vm200", "--to", "pve2", "--as", "211")
     assert pve.volume("pve2", "local-lvm:vm-211-disk-0").read_bytes() == \
         pve.volume("pve1", "local-lvm:vm-200-disk-0").read_bytes()
+
+
+def test_a_damaged_copy_streamed_to_a_node_leaves_no_guest_there(pve_site):
+    from tests.unit.cli.test_exit_codes import flip_byte_in_a_chunk
+
+    lab, pve = pve_site, pve_site.pve
+    lab.ok("repo", "init")
+    lab.ok("backup", "vm200")
+    flip_byte_in_a_chunk(lab.root / "repo")
+    r = lab.run("restore", "vm200", "--to", "pve2", "--as", "212")
+    assert r.code == 7, r
+    assert not pve.conf_path("pve2", "vm", 212).exists()
+    assert not pve.volume("pve2", "local-lvm:vm-212-disk-0").exists()
