@@ -145,6 +145,12 @@ class PartialFailure(VzError):
     default_hint = "See the per-guest results above; fix each failed guest and run it again."
 
 
+class GuestCommandFailed(VzError):
+    exit_code = 22
+    summary = "a platform command on a guest failed"
+    default_hint = "Read the tool's message above; the guest is unchanged unless it says otherwise."
+
+
 def all_error_classes() -> list[type[VzError]]:
     """Every exported error class, ordered by exit code (for the docs and the tests)."""
     seen = [c for c in globals().values() if isinstance(c, type) and issubclass(c, VzError)]

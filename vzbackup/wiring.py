@@ -14,12 +14,14 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .config import Config, NodeConfig, RepositoryConfig
+from .config.model import ProxmoxConfig
 from .errors import ConfigError, KeyUnavailable, NodeUnreachable, RepositoryError
 from .locks import FileLocks
 from .nodes.local import LocalNode
 from .nodes.remote import SshNode
 from .nodes.ssh import SshSession, SshTarget
 from .platforms.directory import DirectoryPlatform
+from .platforms.proxmox import ProxmoxPlatform
 from .ports import Backend, Catalog, Node, Repository, Reporter, Snapshotter
 from .repo.backends import open_backend
 from .repo.backends.limits import RateLimited
@@ -149,16 +151,26 @@ def build_node(nc: NodeConfig) -> Node:
                            connect_timeout=float(nc.connect_timeout))
         spec = {"name": nc.name, "platform": nc.platform, "snapshotter": nc.snapshotter,
                 "root": str(nc.root), "cache_dir": nc.cache_dir}
+        if nc.platform == "proxmox":
+            spec["proxmox"] = nc.proxmox.to_dict()
+        if nc.hook_script:
+            spec["hook_script"] = nc.hook_script
         return SshNode(nc.name, SshSession(target, nc.name), [nc.vzbackup], spec,
                        timeout=float(nc.command_timeout))
     snapshotter: Snapshotter = BtrfsSnapshotter() if nc.snapshotter == "btrfs" else NoSnapshot()
-    return LocalNode(nc.name, DirectoryPlatform(nc.root, nc.name), snapshotter, nc.root)
+    if nc.platform == "proxmox":  # root: /etc/pve; vzdump snapshots by itself
+        return LocalNode(nc.name, ProxmoxPlatform(nc.name, nc.root, nc.proxmox, nc.hook_script),
+                         NoSnapshot(), nc.root)
+    return LocalNode(nc.name, DirectoryPlatform(nc.root, nc.name, hook_script=nc.hook_script),
+                     snapshotter, nc.root)
 
 
 def node_from_spec(spec: dict[str, Any]) -> Node:
     """The agent's side: the node it runs on, from the controller's description."""
     return build_node(NodeConfig(spec["name"], "local", spec["platform"], spec["snapshotter"],
-                                 Path(spec["root"])))
+                                 Path(spec["root"]),
+                                 proxmox=ProxmoxConfig.from_dict(spec.get("proxmox") or {}),
+                                 hook_script=spec.get("hook_script", "")))
 
 
 def build_backend(rc: RepositoryConfig, credentials: tuple[str | None, str | None] | None = None

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .model import Config, NodeConfig, RepositoryConfig
-from .schema import SCHEMA, Option, Section
+from .model import Config, NodeConfig, ProxmoxConfig, RepositoryConfig
+from .schema import PROXMOX_NODE_OPTIONS, SCHEMA, Option, Section
 
 DEFAULT_PATH = Path("/etc/vzbackup/vzbackup.toml")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -162,7 +162,7 @@ def _build(path: Path, doc: dict, problems: list[str]) -> Config:
         Path(v["root"]) if v["transport"] == "ssh" else p(v["root"]),  # type: ignore[arg-type]
         v["host"], v["port"], v["user"], p(v["key_file"]), p(v["known_hosts"]),
         v["accept_new_host_key"], v["connect_timeout"], v["command_timeout"], v["vzbackup"],
-        v["cache_dir"])
+        v["cache_dir"], _proxmox(v), v["hook_script"])
         for n, v in doc["nodes"].items()}
     _cross_check(path, doc, repos, problems)
     if problems:
@@ -235,6 +235,28 @@ def _cross_check(path: Path, doc: dict, repos: dict[str, RepositoryConfig], prob
             problems.append(f"{path}: repositories.{name}: set passphrase_file or passphrase_env, not both")
 
 
+def _proxmox(v: dict) -> ProxmoxConfig:
+    """The node's ``pve_*`` options (defaults unless platform = "proxmox")."""
+    return ProxmoxConfig(**{k.removeprefix("pve_"): tuple(v[k]) if isinstance(v[k], list) else v[k]
+                            for k in PROXMOX_NODE_OPTIONS})
+
+
+def _check_proxmox(path: Path, name: str, n: dict, problems: list[str]) -> None:
+    if n["hook_script"] and not n["hook_script"].startswith("/"):
+        problems.append(f"{path}: nodes.{name}.hook_script: must be an absolute path on the node")
+    if n["platform"] != "proxmox":
+        for key, opt in PROXMOX_NODE_OPTIONS.items():
+            if n[key] != opt.default:
+                problems.append(f"{path}: nodes.{name}.{key}: only for platform = \"proxmox\"")
+        return
+    if n["snapshotter"] != "none":
+        problems.append(f"{path}: nodes.{name}.snapshotter: must be \"none\" with platform = "
+                        "\"proxmox\" (vzdump takes its own snapshot; see pve_dump_mode)")
+    for key in ("pve_bin_dir", "pve_tmpdir"):
+        if n[key] and not n[key].startswith("/"):
+            problems.append(f"{path}: nodes.{name}.{key}: must be an absolute path on the node")
+
+
 _SSH_KEYS = ("host", "port", "user", "key_file", "known_hosts", "accept_new_host_key",
              "connect_timeout", "command_timeout", "vzbackup", "cache_dir")
 
@@ -242,6 +264,7 @@ _SSH_KEYS = ("host", "port", "user", "key_file", "known_hosts", "accept_new_host
 def _check_nodes(path: Path, doc: dict, problems: list[str]) -> None:
     options = SCHEMA["nodes"].options
     for name, n in doc["nodes"].items():
+        _check_proxmox(path, name, n, problems)
         if n["transport"] == "ssh":
             if not n["host"]:
                 problems.append(f"{path}: nodes.{name}.host: required with transport = \"ssh\"")

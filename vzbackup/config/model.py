@@ -6,6 +6,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+# ---- proxmox platform (nodes.X.pve_*) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProxmoxConfig:
+    """The ``pve_*`` options of a node with ``platform = "proxmox"``."""
+
+    bin_dir: str = ""
+    dump_mode: str = "snapshot"
+    bwlimit: int = 0
+    ionice: int = 7
+    exclude_path: tuple[str, ...] = ()
+    stdexcludes: bool = True
+    tmpdir: str = ""
+    lockwait: int = 180
+    stopwait: int = 10
+    restore_storage: str = ""
+    restore_unique: bool = False
+    restore_start: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> "ProxmoxConfig":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     name: str
@@ -23,6 +51,8 @@ class NodeConfig:
     command_timeout: int = 300
     vzbackup: str = "vzbackup"
     cache_dir: str = "/var/lib/vzbackup/cache"
+    proxmox: ProxmoxConfig = field(default_factory=ProxmoxConfig)
+    hook_script: str = ""  # vzdump-style, every platform
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,39 @@ class Section:
     doc: str = ""
 
 
+# ---- proxmox platform: nodes.X.pve_* (only with platform = "proxmox") ------------------------
+
+PROXMOX_NODE_OPTIONS: dict[str, Option] = {
+    "pve_bin_dir": Option("str", "", doc="proxmox: folder of pvesh, vzdump, pct, qm, qmrestore on "
+                                         "the node; empty: found on PATH."),
+    "pve_dump_mode": Option("str", "snapshot", choices=("snapshot", "suspend", "stop"),
+                            doc="proxmox: vzdump --mode (a stopped guest is always dumped in "
+                                "stop mode)."),
+    "pve_bwlimit": Option("int", 0, minimum=0, doc="proxmox: vzdump --bwlimit in KiB/s; 0: none."),
+    "pve_ionice": Option("int", 7, minimum=0, maximum=8, doc="proxmox: vzdump --ionice (8: idle)."),
+    "pve_exclude_path": Option("list[str]", [], doc="proxmox: vzdump --exclude-path globs "
+                                                    "(containers only)."),
+    "pve_stdexcludes": Option("bool", True, doc="proxmox: vzdump --stdexcludes (skip /tmp/?*, "
+                                                "/var/tmp/?*, /var/run/?*.pid)."),
+    "pve_tmpdir": Option("str", "", doc="proxmox: vzdump --tmpdir on the node; empty: vzdump's choice."),
+    "pve_lockwait": Option("int", 180, minimum=0, doc="proxmox: vzdump --lockwait, minutes to "
+                                                      "wait for the node's global vzdump lock."),
+    "pve_stopwait": Option("int", 10, minimum=0, doc="proxmox: vzdump --stopwait, minutes to "
+                                                     "wait for a guest to stop."),
+    "pve_restore_storage": Option("str", "", doc="proxmox: storage for restored disks; empty: "
+                                                 "the storage each disk was backed up from."),
+    "pve_restore_unique": Option("bool", False, doc="proxmox: restore with --unique (new MAC "
+                                                    "addresses)."),
+    "pve_restore_start": Option("bool", False, doc="proxmox: start a guest after its restore."),
+}
+
+# ---- hook scripts: nodes.X.hook_script (every platform) -------------------------------------
+
+HOOK_NODE_OPTIONS: dict[str, Option] = {
+    "hook_script": Option("str", "", doc="vzdump-style hook script on the node, called with "
+                                         "vzdump's phases (proxmox: vzdump --script); empty: none."),
+}
+
 SCHEMA: dict[str, Section] = {
     "state": Section({
         "dir": Option("path", "/var/lib/vzbackup",
@@ -59,12 +92,13 @@ SCHEMA: dict[str, Section] = {
         "transport": Option("str", "local", choices=("local", "ssh"),
                             doc="How the node is reached: local (this host) or ssh (vzbackup "
                                 "installed there runs each job, over SSH)."),
-        "platform": Option("str", "directory", choices=("directory",),
-                           doc="What runs guests on the node: directory (guests are folders under root)."),
+        "platform": Option("str", "directory", choices=("directory", "proxmox"),
+                           doc="What runs guests on the node: directory (guests are folders under "
+                               "root) or proxmox (vzdump, pct, qm on a Proxmox VE node)."),
         "snapshotter": Option("str", "none", choices=("none", "btrfs"),
                               doc="How a consistent view is taken before a dump."),
         "root": Option("path", doc="directory platform: the folder holding ct<ID>/ and vm<ID>/ guests "
-                                   "(a path on the node)."),
+                                   "(a path on the node); proxmox: the cluster file system, /etc/pve."),
         "host": Option("str", "", doc="ssh: host name or address of the node."),
         "port": Option("int", 22, minimum=1, maximum=65535, doc="ssh: SSH port."),
         "user": Option("str", "root", doc="ssh: remote user (vzdump, pct and LVM need root)."),
@@ -80,6 +114,8 @@ SCHEMA: dict[str, Section] = {
         "vzbackup": Option("str", "vzbackup", doc="ssh: the vzbackup command on the node."),
         "cache_dir": Option("str", "/var/lib/vzbackup/cache",
                             doc="ssh: the node's own cache of chunk ids (a path on the node)."),
+        **PROXMOX_NODE_OPTIONS,
+        **HOOK_NODE_OPTIONS,
     }, named=True, doc="Hypervisor nodes, one table each: [nodes.node1]."),
     "repositories": Section({
         "url": Option("str", doc="Where the repository lives: file:///path."),

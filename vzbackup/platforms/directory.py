@@ -29,6 +29,7 @@ from ..domain.guests import GuestRef
 from ..errors import DumpFailed, GuestExists, GuestNotFound, RestoreFailed
 from ..ports import Dump, GuestInfo, Snapshotter
 from .guestconf import CONFIG_NAME, read_config, write_config
+from .hooks import HookScript, hooked
 from .install import install_folder, recover_replaced
 from .tarproc import tar_argv, tar_stream
 from .tarsafe import extract_stream
@@ -48,8 +49,9 @@ class DirectoryPlatform:
     name = "directory"
 
     def __init__(self, root: Path, node_name: str, *, tar: str = "tar",
-                 as_root: bool | None = None):
+                 as_root: bool | None = None, hook_script: str = ""):
         self.root = Path(root)
+        self.hook = HookScript(hook_script) if hook_script else None  # hooks.py
         self.node_name = node_name
         self.tar = tar  # GNU tar's command name ("gtar" on some systems)
         self.as_root = as_root  # None: whether the process runs as root
@@ -87,12 +89,16 @@ class DirectoryPlatform:
         if not folder.is_dir() or folder.is_symlink():
             raise GuestNotFound(f"{self._where(ref)}: no guest folder {folder}")
         tag = f"{ref}-{secrets.token_hex(4)}"
-        with snapshotter.snapshot(folder, tag) as view:
-            config = read_config(view)
-            argv = self._dump_argv(ref, view, config)
-            warnings: list[str] = []
-            with tar_stream(argv, self._where(ref), warnings) as stream:
-                yield Dump(guest, stream, config, warnings)
+        warnings: list[str] = []
+        with hooked(self.hook, ref, guest.name, self._where(ref), warnings) as phase:
+            phase("pre-stop")
+            with snapshotter.snapshot(folder, tag) as view:
+                phase("pre-restart")
+                phase("post-restart")
+                config = read_config(view)
+                argv = self._dump_argv(ref, view, config)
+                with tar_stream(argv, self._where(ref), warnings) as stream:
+                    yield Dump(guest, stream, config, warnings)
 
     def _dump_argv(self, ref: GuestRef, view: Path, config: Mapping[str, str]) -> list[str]:
         if ref.kind == "ct":

@@ -190,6 +190,19 @@ def test_143_sigterm_during_backup_is_recorded_aborted(lab):
     assert str(lab.node("node1")) not in leftovers
 
 
+def test_22_a_platform_command_fails_naming_the_node(lab, tmp_path):
+    (tmp_path / "etc-pve").mkdir()
+    lab.config.write_text(lab.config.read_text() + f"""
+[nodes.pve9]
+platform = "proxmox"
+root = "{tmp_path / 'etc-pve'}"
+pve_bin_dir = "{tmp_path / 'no-tools'}"
+""")
+    r = lab.run("backup", "--node", "pve9")
+    assert r.code == 22
+    assert "node pve9: cannot list the cluster's guests" in r.err
+
+
 def test_exit_code_reference_is_current():
     from scripts.gen_exit_codes import render
     assert (TOP / "docs/reference/exit-codes.md").read_text() == render(), "run 'make docs'"

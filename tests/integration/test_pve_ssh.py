@@ -1,0 +1,66 @@
+"""Proxmox VE nodes over SSH: the agent on each node runs the PVE tools (the emulators,
+found through the node's pve_bin_dir) and streams dumps and restores to the controller."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.fakes.pve.cluster import FakeCluster
+from tests.unit.cli.conftest import Lab
+
+
+@pytest.fixture
+def pve_site(ssh_site, tmp_path, capsys):
+    site = ssh_site("pve1", "pve2")
+    pve = FakeCluster(site.root / "pve")
+    pve.add_ct("pve1", 101, "web1", files=20, seed=1)
+    pve.add_vm("pve1", 200, "app", mib=4, seed=2)
+    pve.set_status(101, "running")
+    nodes = ""
+    for name in ("pve1", "pve2"):
+        toml = site.node_toml(name, platform="proxmox", pve_bin_dir=str(pve.wrappers(name)))
+        nodes += re.sub(r'^root = .*$', f'root = "{pve.etc_pve(name)}"', toml, flags=re.M)
+    config = tmp_path / "vzbackup.toml"
+    config.write_text(f"""
+[state]
+dir = "{tmp_path / 'state'}"
+[backup]
+repository = "here"
+[repositories.here]
+url = "file://{tmp_path / 'repo'}"
+""" + nodes)
+    lab = Lab(tmp_path, config, capsys)
+    lab.pve = pve
+    return lab
+
+
+def test_backup_on_one_ssh_node_and_restore_on_another(pve_site):
+    lab, pve = pve_site, pve_site.pve
+    lab.ok("repo", "init")
+    result = lab.ok("backup", "--all", "--json").json()
+    assert [(i["guest"], i["node"], i["status"]) for i in result["items"]] == [
+        ("ct101", "pve1", "ok"), ("vm200", "pve1", "ok")]
+    lab.ok("restore", "ct101", "--to", "pve2", "--as", "111")
+    assert pve.conf("pve2", "ct", 111)["hostname"] == "web1"
+    assert (pve.volume("pve2", "local-lvm:vm-111-disk-0") / "home/demo/f000.txt").read_bytes() == \
+        (pve.volume("pve1", "local-lvm:vm-101-disk-0") / "home/demo/f000.txt").read_bytes()
+    r = lab.run("restore", "vm200", "--to", "pve2")  # VMID 200 is held by pve1
+    assert r.code == 8 and "lives on node pve1" in r.err
+    lab.ok("restore", "vm200", "--to", "pve2", "--as", "211")
+    assert pve.volume("pve2", "local-lvm:vm-211-disk-0").read_bytes() == \
+        pve.volume("pve1", "local-lvm:vm-200-disk-0").read_bytes()
+
+
+def test_a_damaged_copy_streamed_to_a_node_leaves_no_guest_there(pve_site):
+    from tests.unit.cli.test_exit_codes import flip_byte_in_a_chunk
+
+    lab, pve = pve_site, pve_site.pve
+    lab.ok("repo", "init")
+    lab.ok("backup", "vm200")
+    flip_byte_in_a_chunk(lab.root / "repo")
+    r = lab.run("restore", "vm200", "--to", "pve2", "--as", "212")
+    assert r.code == 7, r
+    assert not pve.conf_path("pve2", "vm", 212).exists()
+    assert not pve.volume("pve2", "local-lvm:vm-212-disk-0").exists()
