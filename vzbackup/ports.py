@@ -171,11 +171,35 @@ class Dump:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Leftover:
+    """A snapshot vzbackup made and a crash left behind (found by its name and mark)."""
+
+    id: str  # what the snapshotter removes: a path, or vg/lv
+    guest: str  # the guest it was taken for (ct101), from its name
+    kind: str  # the snapshotter: lvm | btrfs
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"id": self.id, "guest": self.guest, "kind": self.kind, "detail": self.detail}
+
+
 class Snapshotter(Protocol):
     name: str
 
     def snapshot(self, path: Path, tag: str) -> AbstractContextManager[Path]:
-        """A read-only, consistent view of ``path``, removed on exit whatever happens."""
+        """A read-only, consistent view of ``path``, removed on exit whatever happens.
+        ``tag`` is ``<guest>-<random>`` (ct101-1a2b3c4d): it names the snapshot, so that a
+        sweep knows which guest's lock to take before removing a leftover."""
+        ...
+
+    def leftovers(self, guests_dir: Path) -> list[Leftover]:
+        """Snapshots this snapshotter made on this node and did not remove (a crash);
+        never one it did not make. ``guests_dir``: the folder holding the guests."""
+        ...
+
+    def remove(self, leftover: Leftover) -> None:
+        """Unmount and remove a leftover; its guest's lock is held by the caller."""
         ...
 
 
