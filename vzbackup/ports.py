@@ -205,6 +205,7 @@ class Snapshotter(Protocol):
 
 class Platform(Protocol):
     name: str
+    guests_dir: Path  # the folder holding the guests' folders (snapshots are made beside them)
 
     def list_guests(self) -> list[GuestInfo]: ...
     def find_guest(self, ref: GuestRef) -> GuestInfo | None: ...
@@ -252,6 +253,14 @@ class Node(Protocol):
     def restore(self, target: GuestRef, stream: BinaryIO, *, name: str, config: dict[str, Any],
                 force: bool = False) -> GuestInfo:
         """``Platform.restore`` on the node."""
+        ...
+
+    def leftover_snapshots(self) -> list[Leftover]:
+        """Snapshots vzbackup made on the node and a crash left (``Snapshotter.leftovers``)."""
+        ...
+
+    def remove_snapshot(self, leftover: Leftover) -> None:
+        """Remove one leftover; the caller holds its guest's lock."""
         ...
 
 

@@ -20,6 +20,7 @@ from .nodes.local import LocalNode
 from .nodes.remote import SshNode
 from .nodes.ssh import SshSession, SshTarget
 from .platforms.directory import DirectoryPlatform
+from .platforms.openvz import OpenVzPlatform
 from .ports import Backend, Catalog, Node, Repository, Reporter, Snapshotter
 from .repo.backends import open_backend
 from .repo.backends.limits import RateLimited
@@ -27,6 +28,7 @@ from .repo.format import CONFIG_KEY
 from .repo.keys import Passphrase
 from .repo.repository import init_chunk_repository, init_replica_repository, open_chunk_repository
 from .snapshots.btrfs import BtrfsSnapshotter
+from .snapshots.lvm import LvmSnapshotter
 from .snapshots.none import NoSnapshot
 
 
@@ -148,17 +150,40 @@ def build_node(nc: NodeConfig) -> Node:
                            accept_new_host_key=nc.accept_new_host_key,
                            connect_timeout=float(nc.connect_timeout))
         spec = {"name": nc.name, "platform": nc.platform, "snapshotter": nc.snapshotter,
-                "root": str(nc.root), "cache_dir": nc.cache_dir}
+                "root": str(nc.root), "cache_dir": nc.cache_dir, **lvm_openvz_spec(nc)}
         return SshNode(nc.name, SshSession(target, nc.name), [nc.vzbackup], spec,
                        timeout=float(nc.command_timeout))
-    snapshotter: Snapshotter = BtrfsSnapshotter() if nc.snapshotter == "btrfs" else NoSnapshot()
-    return LocalNode(nc.name, DirectoryPlatform(nc.root, nc.name), snapshotter, nc.root)
+    return LocalNode(nc.name, build_platform(nc), build_snapshotter(nc), nc.root)
+
+
+def build_platform(nc: NodeConfig) -> Any:
+    if nc.platform == "openvz":
+        return OpenVzPlatform(nc.root, nc.name, conf_dir=Path(nc.openvz_conf_dir))
+    return DirectoryPlatform(nc.root, nc.name)
+
+
+def build_snapshotter(nc: NodeConfig) -> Snapshotter:
+    if nc.snapshotter == "lvm":
+        return LvmSnapshotter(nc.lvm_volume, Path(nc.lvm_mountpoint or nc.root), nc.name,
+                              size=nc.lvm_snapshot_size, mount_dir=Path(nc.lvm_mount_dir))
+    return BtrfsSnapshotter() if nc.snapshotter == "btrfs" else NoSnapshot()
+
+
+# ---- LVM snapshots and OpenVZ: what an SSH node's agent needs to build them ----
+
+_LVM_OPENVZ_KEYS = ("lvm_volume", "lvm_mountpoint", "lvm_snapshot_size", "lvm_mount_dir",
+                    "openvz_conf_dir")
+
+
+def lvm_openvz_spec(nc: NodeConfig) -> dict[str, str]:
+    return {k: getattr(nc, k) for k in _LVM_OPENVZ_KEYS}
 
 
 def node_from_spec(spec: dict[str, Any]) -> Node:
     """The agent's side: the node it runs on, from the controller's description."""
     return build_node(NodeConfig(spec["name"], "local", spec["platform"], spec["snapshotter"],
-                                 Path(spec["root"])))
+                                 Path(spec["root"]),
+                                 **{k: spec[k] for k in _LVM_OPENVZ_KEYS if k in spec}))
 
 
 def build_backend(rc: RepositoryConfig, credentials: tuple[str | None, str | None] | None = None

@@ -36,6 +36,8 @@ ROOT_ENV = "FAKE_LVM_ROOT"
 VERSION_ENV = "FAKE_LVM_VERSION"  # e.g. 2.03.11 (PVE 7), 2.03.16 (PVE 8), 2.03.31 (PVE 9)
 NO_DM_ENV = "FAKE_LVM_NO_DM"  # "1": like this lab's kernel, no device-mapper
 STRAY_ENV = "FAKE_LVM_STRAY_LINE"  # a non-JSON line printed inside the JSON report
+WRITES_AFTER_MOUNT_ENV = "FAKE_LVM_WRITES_AFTER_MOUNT"  # "vg/lv=9M": origin writes once a
+# snapshot is mounted (what a busy guest does during the dump), applied by ``mount``
 
 
 class LvmError(Exception):

@@ -410,6 +410,10 @@ def mount(argv: list[str]) -> int:
         os.symlink(lv.data_dir, target)
         lv.mounts.append(os.path.abspath(target))
         st.save(base, vg, lv)
+    writes = os.environ.get(st.WRITES_AFTER_MOUNT_ENV)  # "vg/lv=9M": the origin changes now
+    if writes and lv.kind == "cow":
+        origin, _, size = writes.partition("=")
+        st.write_origin(origin, parse_size(size, "writes"))
     return 0
 
 

@@ -23,6 +23,12 @@ class NodeConfig:
     command_timeout: int = 300
     vzbackup: str = "vzbackup"
     cache_dir: str = "/var/lib/vzbackup/cache"
+    # ---- LVM snapshots and OpenVZ ----
+    lvm_volume: str = ""
+    lvm_mountpoint: str = ""  # empty: root
+    lvm_snapshot_size: str = "1G"
+    lvm_mount_dir: str = "/run/vzbackup/snapshots"
+    openvz_conf_dir: str = "/etc/vz/conf"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 from ..domain.guests import GuestRef
 from ..errors import EnvironmentBroken, NodeUnreachable, VzError
-from ..ports import Advance, Dump, GuestInfo
+from ..ports import Advance, Dump, GuestInfo, Leftover
 from .frames import JSON, PROTOCOL, FramedStream, read_frame, write_stream
 from .jobs import error_from_dict
 from .ssh import RemoteProcess, SshSession
@@ -82,6 +82,12 @@ class SshNode:
             return GuestInfo.from_dict(self._result(proc, self._next_message(proc))["guest"])
         finally:
             proc.kill()
+
+    def leftover_snapshots(self) -> list[Leftover]:
+        return [Leftover(**lo) for lo in self.run({"op": "snapshots"})["leftovers"]]
+
+    def remove_snapshot(self, leftover: Leftover) -> None:
+        self.run({"op": "snapshot-remove", "leftover": leftover.to_dict()})
 
     # ---- ports.NodeAgent -------------------------------------------------------------
 

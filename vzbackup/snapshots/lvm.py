@@ -314,13 +314,3 @@ def _human(n: float) -> str:
         n /= 1024
     return f"{n:.0f} B"
 
-
-def check_size(size: str) -> str | None:
-    """None when ``size`` is a valid lvcreate size or empty (thin), else why not."""
-    if not size:
-        return None
-    try:
-        _size_bytes(size)
-    except ValueError:
-        return "expected an LVM size such as 1G or 512M (or empty for a thin snapshot)"
-    return None
