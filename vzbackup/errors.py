@@ -145,6 +145,13 @@ class PartialFailure(VzError):
     default_hint = "See the per-guest results above; fix each failed guest and run it again."
 
 
+class BadArchive(VzError):
+    exit_code = 21
+    summary = "an archive cannot be imported or exported"
+    default_hint = ("Nothing was stored. Check the named file (a complete vzdump archive, "
+                    "named as vzdump names it), or export the point another way.")
+
+
 def all_error_classes() -> list[type[VzError]]:
     """Every exported error class, ordered by exit code (for the docs and the tests)."""
     seen = [c for c in globals().values() if isinstance(c, type) and issubclass(c, VzError)]

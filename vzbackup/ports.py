@@ -222,6 +222,43 @@ class Platform(Protocol):
         ...
 
 
+@dataclass
+class ImportedArchive:
+    """A vzdump archive being imported: its decompressed ``stream`` and what its name and
+    sidecars say. Leaving the context checks the content (``UnsafeArchive``, ``BadArchive``)."""
+
+    name: str  # the original file name
+    guest: GuestRef
+    guest_name: str
+    platform: str  # proxmox | openvz
+    created: datetime  # from the name (the node's local time)
+    config: dict[str, Any]
+    labels: dict[str, str]
+    stream: BinaryIO
+    warnings: list[str] = field(default_factory=list)
+
+
+class Archives(Protocol):
+    """vzdump archive files on this host (``vzbackup import`` and ``export``)."""
+
+    def find(self, paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+        """Importable archives in ``paths`` (files or folders), and the files that look
+        like vzdump's but cannot be imported, with why."""
+        ...
+
+    def open(self, path: Path) -> AbstractContextManager[ImportedArchive]: ...
+
+    def write(self, stream: BinaryIO, directory: Path, name: str, *, prefix: bytes = b"",
+              sidecars: dict[str, bytes] | None = None) -> Path:
+        """Write ``prefix`` + ``stream`` as the archive ``name`` (compressed by its
+        extension) in ``directory``, with ``sidecars`` (file name -> bytes) beside it."""
+        ...
+
+    def config_member(self, path: str, text: str) -> bytes:
+        """A tar member holding ``text``, to put before a tar stream."""
+        ...
+
+
 class NodeAgent(Protocol):
     """``vzbackup agent`` on a node, reached over SSH: runs a whole job there, so that data
     flows between the node and a repository without passing through this process."""

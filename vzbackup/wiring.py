@@ -21,7 +21,8 @@ from .nodes.remote import SshNode
 from .nodes.ssh import SshSession, SshTarget
 from .platforms.directory import DirectoryPlatform
 from .platforms.openvz import OpenVzPlatform
-from .ports import Backend, Catalog, Node, Repository, Reporter, Snapshotter
+from .archives.reader import VzdumpArchives
+from .ports import Archives, Backend, Catalog, Node, Repository, Reporter, Snapshotter
 from .repo.backends import open_backend
 from .repo.backends.limits import RateLimited
 from .repo.format import CONFIG_KEY
@@ -59,6 +60,10 @@ class App:
     @property
     def locks(self) -> FileLocks:
         return FileLocks(self.config.state_dir)
+
+    @property
+    def archives(self) -> Archives:
+        return VzdumpArchives()
 
     @property
     def nodes(self) -> dict[str, Node]:

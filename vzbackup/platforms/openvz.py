@@ -35,7 +35,7 @@ from .directory import STAGING_PREFIX, remove_tree
 from .install import install_folder
 from .tarproc import TAR_FLAGS, tar_stream
 from .tarsafe import extract_stream
-from .vzconf import parse_vzconf, update_vzconf, write_atomically
+from ..domain.vzconf import parse_vzconf, update_vzconf
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +200,15 @@ class OpenVzPlatform:
             raise RestoreFailed(f"{self._where(target)}: its files are in {private} but its "
                                 f"config cannot be written: {e}",
                                 hint="Fix the cause, then restore again with --force.") from e
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def _run(argv: list[str], node: str) -> subprocess.CompletedProcess[str]:

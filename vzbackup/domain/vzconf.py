@@ -6,9 +6,7 @@ evaluate are kept as text on the way back, so a rewritten file keeps what it had
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 _ASSIGN = re.compile(r'^\s*([A-Z_][A-Z0-9_]*)=(?:"([^"]*)"|\'([^\']*)\'|([^\s"\'#]*))\s*(?:#.*)?$')
 
@@ -41,11 +39,3 @@ def _quoted(value: str) -> str:
                          "are not allowed")
     return value
 
-
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
