@@ -75,3 +75,19 @@ def test_snapshot_of_a_guest_being_backed_up_is_kept(ovz):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_sigterm_mid_dump_unmounts_and_removes_the_snapshot(ovz):
+    lab = ovz.lab
+    lab.ok("repo", "init")
+    for i in range(300):
+        (ovz.vz / "private" / "1101" / "var/www" / f"big{i}").write_bytes(bytes(200_000))
+    argv, env = lab.subprocess_argv("backup", "ct1101")
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not any(p.is_symlink() for p in ovz.mnt.glob("*")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.terminate()
+    assert proc.wait(timeout=60) == 128 + 15
+    assert ovz.snapshot_lvs() == [] and list(ovz.mnt.iterdir()) == []
+    assert lab.ok("points", "--json").json() == []
