@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 import zstandard
 
-from ..domain.points import ARCHIVE, NOTES, PROTECTED
+from ..domain.points import ARCHIVE, LOG, NOTES, PROTECTED
 from ..domain.vzconf import parse_vzconf
 from ..domain.vzdump import (SIDECARS, ArchiveName, NotAnArchiveName, parse_archive_name,
                              parse_key_values)
@@ -38,6 +38,7 @@ from .writer import config_member, write_archive
 HEAD = 1 << 20
 CONFIG_MEMBER = {"lxc": "etc/vzdump/pct.conf", "openvz": "etc/vzdump/vps.conf"}
 MAX_SIDECAR = 1 << 20
+MAX_LOG = 64 << 10  # a guest's vzdump log is a few KiB; a longer one is cut
 
 
 class VzdumpArchives:
@@ -89,9 +90,9 @@ class VzdumpArchives:
                 platform="openvz" if name.type == "openvz" else "proxmox",
                 created=name.when.astimezone(), config=config,
                 labels=_labels(path, name), stream=stream)
-            log_text = _sidecar(path.with_name(name.log_name))
+            log_text = _sidecar(path.with_name(name.log_name), MAX_LOG)
             if log_text is not None:
-                archive.config["vzdump.log"] = log_text
+                archive.labels[LOG] = log_text
                 if "ERROR: Backup of VM" in log_text:
                     archive.warnings.append(f"{name.log_name} says the backup failed (a hook "
                                             "script failing after the archive was written?)")
@@ -113,10 +114,10 @@ def _labels(path: Path, name: ArchiveName) -> dict[str, str]:
     return labels
 
 
-def _sidecar(path: Path) -> str | None:
+def _sidecar(path: Path, limit: int = MAX_SIDECAR) -> str | None:
     try:
         with open(path, "rb") as f:
-            return f.read(MAX_SIDECAR).decode("utf-8", "replace")
+            return f.read(limit).decode("utf-8", "replace")
     except FileNotFoundError:
         return None
     except OSError as e:

@@ -11,6 +11,7 @@ from .guests import GuestRef
 PROTECTED = "protected"  # label: "1" keeps the point from any retention policy
 NOTES = "notes"  # label: free text (vzdump's .notes); its first line is what lists show
 ARCHIVE = "vzdump.archive"  # label: the vzdump archive a point was imported from
+LOG = "vzdump.log"  # label: that archive's .log sidecar
 
 
 @dataclass(frozen=True)

@@ -91,19 +91,13 @@ def archive_name(type_: str, vmid: int, when: datetime, fmt: str, compression: s
 
 
 def parse_key_values(text: str) -> dict[str, str]:
-    """pct.conf / qemu-server.conf: ``key: value`` lines up to the first ``[section]``;
-    the ``#`` description lines at the top become ``description``."""
+    """pct.conf / qemu-server.conf: ``key: value`` lines up to the first ``[section]``
+    (the ``#`` description lines stay in the archive's own copy of the file)."""
     out: dict[str, str] = {}
-    description = []
     for line in text.splitlines():
         if line.startswith("["):
             break
-        if line.startswith("#"):
-            description.append(line[1:])
-            continue
         key, sep, value = line.partition(":")
-        if sep and key.strip():
+        if sep and key.strip() and not line.startswith("#"):
             out[key.strip()] = value.strip()
-    if description:
-        out.setdefault("description", "\n".join(description))
     return out

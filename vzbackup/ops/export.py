@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..domain.points import RestorePoint
+from ..domain.points import LOG, RestorePoint
 from ..domain.vzdump import archive_name
 from ..errors import BadArchive, PointNotFound
 from ..ports import Archives, PointReader, Repository
@@ -47,7 +47,7 @@ def export_point(point: RestorePoint, repositories: dict[str, Repository], archi
     try:
         stream: BinaryIO = _VmaChecked(reader, point) if fmt == "vma" else reader  # type: ignore[assignment]
         path = archives.write(stream, to_dir, name, prefix=prefix,
-                              sidecars=_sidecars(name, point, manifest.guest_config))
+                              sidecars=_sidecars(name, point))
     finally:
         reader.close()
     return Exported(point.id, str(path), repo.name, path.stat().st_size)
@@ -84,14 +84,14 @@ def _pct_conf(point: RestorePoint, config: dict[str, Any]) -> str:
     return "".join(f"{k}: {conf[k]}\n" for k in sorted(conf))
 
 
-def _sidecars(name: str, point: RestorePoint, config: dict[str, Any]) -> dict[str, bytes]:
+def _sidecars(name: str, point: RestorePoint) -> dict[str, bytes]:
     out = {}
     if point.notes:
         out[name + ".notes"] = point.notes.encode("utf-8")
     if point.protected:
         out[name + ".protected"] = b""
-    log = config.get("vzdump.log")
-    if isinstance(log, str):
+    log = point.labels.get(LOG)
+    if log is not None:
         out[name.split(".", 1)[0] + ".log"] = log.encode("utf-8")
     return out
 

@@ -1,8 +1,8 @@
 """``vzbackup import``: vzdump archives already on disk become restore points.
 
 Each archive is stored decompressed (so that it deduplicates against every other point),
-with its original name, its notes and its protection as labels (``vzdump.archive``,
-``notes``, ``protected``) and its ``.log`` in the point's guest config. An archive already
+with its original name, its notes, its protection and its ``.log`` as labels
+(``vzdump.archive``, ``notes``, ``protected``, ``vzdump.log``). An archive already
 imported (same guest, same original name) is not stored again. A file that looks like a
 vzdump archive but cannot be imported is a failed item naming it; the others go on.
 """

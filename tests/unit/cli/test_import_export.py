@@ -42,7 +42,7 @@ def test_import_a_dump_folder(lab):
     p = points[LXC]
     assert (p["guest"], p["guest_name"], p["source_node"]) == ({"kind": "ct", "vmid": 301}, "web3", "pve1")
     assert p["labels"] == {"vzdump.archive": LXC, "notes": "before the upgrade\nsecond line",
-                           "protected": "1"}
+                           "protected": "1", "vzdump.log": LOG}
     assert points["vzdump-qemu-400-2024_01_02-03_04_05.vma.lzo"]["guest"] == {"kind": "vm", "vmid": 400}
     assert points["vzdump-qemu-400-2024_01_02-03_04_05.vma.lzo"]["guest_name"] == "app4"
     assert points["vzdump-openvz-500-2012_01_02-03_04_05.tgz"]["guest_name"] == "old5"
@@ -161,3 +161,13 @@ def test_export_refuses_a_directory_vm(lab, tmp_path):
     r = lab.run("export", point["id"], "--to", str(tmp_path / "out"))
     assert r.code == 21 and "not a VMA stream: qmrestore cannot read it" in r.err
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_imported_container_restores_onto_a_directory_node(lab):
+    lab.ok("repo", "init")
+    dump_folder(lab)
+    lab.ok("import", str(lab.root / "dump" / LXC))
+    lab.ok("restore", "ct301", "--to", "node2")
+    guest = lab.node("node2") / "ct301"
+    assert (guest / "rootfs" / "etc" / "hostname").read_text() == "web\n"
+    assert "hostname: web3\n" in (guest / "guest.conf").read_text()
