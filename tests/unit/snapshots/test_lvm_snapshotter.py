@@ -24,7 +24,7 @@ def vz(fake_lvm, tmp_path):
 
 def snapshotter(tmp_path, size="64M", node="node1") -> LvmSnapshotter:
     return LvmSnapshotter("vg0/vz", tmp_path / "vz", node, size=size,
-                          mount_dir=tmp_path / "mnt", poll=0.02, removal_waits=(0.01,))
+                          mount_dir=tmp_path / "mnt", poll=0.05, removal_waits=(0.01,))
 
 
 def names(lvm: FakeLvm) -> list[str]:
@@ -129,3 +129,21 @@ def test_a_path_outside_the_volume_is_refused(fake_lvm, vz, tmp_path):
     with pytest.raises(DumpFailed, match="is not on the LVM volume vg0/vz"):
         with snapshotter(tmp_path).snapshot(tmp_path / "elsewhere", "ct101-1a2b3c4d"):
             pass
+
+
+def test_directory_platform_dumps_from_an_lvm_snapshot(fake_lvm, tmp_path):
+    from vzbackup.domain.guests import GuestRef
+    from vzbackup.platforms.directory import DirectoryPlatform
+
+    root = tmp_path / "vz"
+    (root / "ct101" / "rootfs" / "etc").mkdir(parents=True)
+    (root / "ct101" / "rootfs" / "etc" / "hostname").write_text("web1\n")
+    (root / "ct101" / "guest.conf").write_text("hostname: web1\n")
+    fake_lvm.volume("vg0/vz", root)
+    platform = DirectoryPlatform(root, "node1")
+    guest = platform.find_guest(GuestRef("ct", 101))
+    with platform.dump(guest, snapshotter(tmp_path)) as dump:
+        (root / "ct101" / "rootfs" / "etc" / "hostname").write_text("changed\n")
+        data = dump.stream.read()
+    assert b"web1\n" in data and b"changed" not in data
+    assert names(fake_lvm) == ["vz"]
