@@ -202,7 +202,7 @@ class LvmSnapshotter:
                 f"overflowed: its {self.size} copy-on-write area filled up {after:.0f} s into the "
                 f"dump, so the snapshot became invalid and the dump was discarded. It needed "
                 f"more than {self.size}")
-        if after > 0 and lasted > after * 1.1:
+        if self.size and after > 0 and lasted > after * 1.1:
             needed = _size_bytes(self.size) * lasted / after
             text += (f"; at the rate it filled, the {lasted:.0f} s dump needed about "
                      f"{_human(needed)}")
@@ -254,7 +254,7 @@ class LvmSnapshotter:
 
     def leftovers(self, guests_dir: Path) -> list[Leftover]:
         mine = f"{PREFIX}{self.node}-"
-        found = []
+        found: list[Leftover] = []
         for row in lvmtools.report(self.vg):
             tag = row.name[len(mine):]
             m = _TAG.match(tag) if row.name.startswith(mine) else None
@@ -263,7 +263,21 @@ class LvmSnapshotter:
                     f"{row.data_percent:.0f}% full" if row.data_percent is not None else "inactive")
                 found.append(Leftover(f"{row.vg}/{row.name}", m.group(1), "lvm",
                                       f"snapshot of {row.vg}/{row.origin}, {state}"))
-        return found
+        return found + self._orphan_mount_points(mine, {lo.id for lo in found})
+
+    def _orphan_mount_points(self, mine: str, known: set[str]) -> list[Leftover]:
+        """Mount points of ours whose snapshot is gone (a crash between lvremove and rmdir)."""
+        try:
+            entries = sorted(self.mount_dir.iterdir())
+        except OSError:
+            return []
+        out = []
+        for path in entries:
+            m = _TAG.match(path.name[len(mine):]) if path.name.startswith(mine) else None
+            if m and f"{self.vg}/{path.name}" not in known:
+                out.append(Leftover(f"{self.vg}/{path.name}", m.group(1), "lvm",
+                                    f"mount point {path} without its snapshot"))
+        return out
 
     def remove(self, leftover: Leftover) -> None:
         vg, _, name = leftover.id.partition("/")

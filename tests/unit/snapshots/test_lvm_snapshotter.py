@@ -147,3 +147,13 @@ def test_directory_platform_dumps_from_an_lvm_snapshot(fake_lvm, tmp_path):
         data = dump.stream.read()
     assert b"web1\n" in data and b"changed" not in data
     assert names(fake_lvm) == ["vz"]
+
+
+def test_a_mount_point_left_without_its_snapshot_is_swept(fake_lvm, vz, tmp_path):
+    s = snapshotter(tmp_path)
+    (tmp_path / "mnt" / "vzbackup-node1-ct101-1a2b3c4d").mkdir(parents=True)
+    (tmp_path / "mnt" / "vzbackup-node2-ct101-1a2b3c4d").mkdir()  # another node's: kept
+    [lo] = s.leftovers(vz)
+    assert lo.detail.endswith("vzbackup-node1-ct101-1a2b3c4d without its snapshot")
+    s.remove(lo)
+    assert [p.name for p in (tmp_path / "mnt").iterdir()] == ["vzbackup-node2-ct101-1a2b3c4d"]
