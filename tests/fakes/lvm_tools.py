@@ -50,8 +50,11 @@ def main(tool: str, argv: list[str]) -> int:
 def _parse(tool: str, argv: list[str], short: str, long: list[str]):
     try:
         return getopt.gnu_getopt(argv, short, long)
-    except getopt.GetoptError as e:
-        if e.opt and len(e.opt) > 1 or (e.msg.startswith("option --")):
+    except getopt.GetoptError as e:  # worded as getopt_long, which LVM uses
+        dashes = "--" if e.msg.startswith("option --") else "-"
+        if "requires argument" in e.msg:
+            raise BadCommandLine(f"{tool}: option '{dashes}{e.opt}' requires an argument") from None
+        if dashes == "--":
             raise BadCommandLine(f"{tool}: unrecognized option '--{e.opt}'") from None
         raise BadCommandLine(f"{tool}: invalid option -- '{e.opt}'") from None
 
@@ -90,7 +93,7 @@ def report_size(n: int, units: str, suffix: bool) -> str:
     return f"{rounded}{shown}{u if suffix else ''}"
 
 
-def _vg_lv(tool: str, text: str) -> tuple[str, str]:
+def _vg_lv(text: str) -> tuple[str, str]:
     text = text.removeprefix("/dev/")
     vg, sep, name = text.partition("/")
     if not sep or not vg or not name:
@@ -173,7 +176,7 @@ def _check_free(base: Path, vg: str, name: str, size: int) -> None:
 
 
 def _snapshot(base: Path, target: str, name: str, size: int | None, o: dict, tags: list[str]) -> int:
-    vg, origin_name = _vg_lv("lvcreate", target)
+    vg, origin_name = _vg_lv(target)
     _need_vg(base, vg)
     origin = st.load(base, vg, origin_name)
     if origin is None:
@@ -351,7 +354,7 @@ def lvremove(argv: list[str]) -> int:
         raise LvmError("Please enter one or more logical volume paths.", code=3)
     code = 0
     for arg in args:
-        vg, name = _vg_lv("lvremove", arg)
+        vg, name = _vg_lv(arg)
         with st.locked() as base:
             try:
                 _need_vg(base, vg)

@@ -152,6 +152,8 @@ def test_export_a_directory_container_puts_pct_conf_first(lab, tmp_path):
         names = tar.getnames()
     assert "hostname: web1\n" in conf and "arch: amd64\n" in conf
     assert any(n.endswith("usr/bin/app") for n in names)
+    listing = subprocess.run(["tar", "-tf", path], capture_output=True, text=True, check=True)
+    assert listing.stdout.splitlines()[0] == "./etc/vzdump/pct.conf"  # GNU tar, as pct runs it
 
 
 def test_export_refuses_a_directory_vm(lab, tmp_path):

@@ -67,6 +67,8 @@ def test_snapshot_fills_and_overflows_as_the_origin_changes(lvm):
      '  Volume group "novg" not found\n  Cannot process volume group novg\n'),
     (["--bogus", "vg0/vz"], 3,
      "lvcreate: unrecognized option '--bogus'\n  Error during parsing of command line.\n"),
+    (["-s", "vg0/vz", "-L"], 3,
+     "lvcreate: option '-L' requires an argument\n  Error during parsing of command line.\n"),
     (["-s", "-L", "1X", "vg0/vz"], 3,
      "  Invalid argument for --size: 1X\n  Error during parsing of command line.\n"),
 ])
