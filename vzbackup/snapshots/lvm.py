@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DumpFailed
+from ..errors import DumpFailed, VzError
 from ..ports import Leftover
 from . import lvmtools
 from .lvmtools import LvRow
@@ -96,7 +96,7 @@ class LvmSnapshotter:
             self._check(name, watch)  # before removal: lvs can still see it
         except BaseException as e:
             self._stop(watcher, stop)
-            overflow = self._overflow_error(name, watch) if not isinstance(e, ValueError) else None
+            overflow = self._overflow_error(name, watch)
             self._cleanup_quietly(name, where)
             if overflow is not None and isinstance(e, Exception):
                 raise overflow from e
@@ -152,7 +152,7 @@ class LvmSnapshotter:
         while not stop.wait(self.poll):
             try:
                 row = self._row(name)
-            except DumpFailed as e:
+            except VzError as e:
                 watch.error = str(e)
                 continue
             if row is None:
@@ -184,7 +184,7 @@ class LvmSnapshotter:
         """The overflow as an error, if the snapshot overflowed (asks lvs once more)."""
         try:
             row = self._row(name)
-        except DumpFailed:
+        except VzError:  # lvs failing must not hide the error being reported
             row = None
         if row is not None:
             watch.see(row)
@@ -217,7 +217,7 @@ class LvmSnapshotter:
     def _cleanup_quietly(self, name: str, where: Path) -> None:
         try:
             self._cleanup(name, where)
-        except DumpFailed as e:  # the first error is the one to report
+        except VzError as e:  # the first error is the one to report
             log.error("%s", e)
 
     def _umount(self, where: Path) -> None:
