@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 from ..domain.points import LOG, RestorePoint
 from ..domain.vzdump import archive_name
-from ..errors import BadArchive, PointNotFound
+from ..errors import BadArchive, IntegrityError, PointNotFound, RepositoryError
 from ..ports import Archives, PointReader, Repository
 
 VMA_MAGIC = b"VMA\0"
@@ -37,7 +37,20 @@ class Exported:
 
 def export_point(point: RestorePoint, repositories: dict[str, Repository], archives: Archives,
                  to_dir: Path, compression: str | None) -> Exported:
-    repo = _source(point, repositories)
+    """From the first healthy copy; a copy that fails to read or verify makes way for the
+    next one (nothing is left behind by the failed attempt)."""
+    sources = _sources(point, repositories)
+    for i, repo in enumerate(sources):
+        try:
+            return _export_from(repo, point, archives, to_dir, compression)
+        except (IntegrityError, RepositoryError):
+            if i == len(sources) - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _export_from(repo: Repository, point: RestorePoint, archives: Archives, to_dir: Path,
+                 compression: str | None) -> Exported:
     manifest = repo.load_manifest(point.id)
     kind, prefix = _layout(point, manifest.platform, manifest.guest_config, archives)
     fmt = "vma" if kind == "qemu" else "tar"
@@ -53,10 +66,11 @@ def export_point(point: RestorePoint, repositories: dict[str, Repository], archi
     return Exported(point.id, str(path), repo.name, path.stat().st_size)
 
 
-def _source(point: RestorePoint, repositories: dict[str, Repository]) -> Repository:
-    for copy in point.copies:
-        if copy.state in ("ok", "unverified") and copy.repository in repositories:
-            return repositories[copy.repository]
+def _sources(point: RestorePoint, repositories: dict[str, Repository]) -> list[Repository]:
+    found = [repositories[c.repository] for c in point.copies
+             if c.state in ("ok", "unverified") and c.repository in repositories]
+    if found:
+        return found
     raise PointNotFound(f"restore point {point.id[:12]} of {point.guest}: no healthy copy in a "
                         "repository that opens", hint="Check 'vzbackup points' for its copies.")
 
