@@ -16,7 +16,9 @@ Simplifications (the kernel has no device-mapper here, so nothing is a block dev
   so that reads through a mount fail as the kernel's I/O errors would;
 - ``mount DEV DIR`` replaces the empty folder DIR by a symlink to the LV's content and
   counts the LV open; ``umount DIR`` puts the empty folder back. Read-only is not enforced.
-- thin pools have no data limit (a thin snapshot never overflows).
+- thin pools have no data limit (a thin snapshot never overflows);
+- dmeventd's messages go to ``<root>/dmeventd.log`` (syslog on a real node); it never
+  extends a snapshot (``snapshot_autoextend_threshold`` 100, the default) nor unmounts one.
 """
 
 from __future__ import annotations
@@ -193,7 +195,9 @@ def write_origin(vg_lv: str, nbytes: int, base: Path | None = None) -> list[str]
         for snap in snapshots_of(b, vg, name):
             if snap.kind != "cow" or snap.invalid or not snap.active:
                 continue
+            before = 100 * snap.cow_used // snap.size
             snap.cow_used = min(snap.size, snap.cow_used + nbytes)
+            _dmeventd(b, vg, snap, before)
             if snap.cow_used >= snap.size:
                 snap.invalid = True
                 # I/O on an invalid snapshot fails: its content is gone
@@ -203,13 +207,31 @@ def write_origin(vg_lv: str, nbytes: int, base: Path | None = None) -> list[str]
     return invalidated
 
 
+def dm_name(vg: str, lv: str) -> str:
+    return f"{vg.replace('-', '--')}-{lv.replace('-', '--')}"
+
+
+def _dmeventd(base: Path, vg: str, snap: LV, before: int) -> None:
+    """What dmeventd's snapshot plugin logs (to syslog; here ``<root>/dmeventd.log``):
+    from 80 % full in 5 % steps, then the invalidation."""
+    now = 100 * snap.cow_used // snap.size
+    lines = [f"WARNING: Snapshot {dm_name(vg, snap.name)} is now {p}% full."
+             for p in range(80, 100, 5) if before < p <= now]
+    if snap.cow_used >= snap.size:
+        lines.append(f"WARNING: Snapshot {dm_name(vg, snap.name)} changed state to: Invalid and "
+                     "should be removed.")
+    if lines:
+        with open(base / "dmeventd.log", "a") as f:
+            f.write("".join(line + "\n" for line in lines))
+
+
 def find_device(base: Path, device: str) -> tuple[str, LV] | None:
     """``/dev/<vg>/<lv>`` or ``/dev/mapper/<vg>-<lv>`` (dashes in names doubled)."""
     if device.startswith("/dev/mapper/"):
         rest = device[len("/dev/mapper/"):]
         for vg in vgs(base):
             for lv in all_lvs(base, vg):
-                if rest == f"{vg.replace('-', '--')}-{lv.name.replace('-', '--')}":
+                if rest == dm_name(vg, lv.name):
                     return vg, lv
         return None
     parts = device.split("/")

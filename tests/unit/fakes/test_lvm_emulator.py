@@ -53,6 +53,9 @@ def test_snapshot_fills_and_overflows_as_the_origin_changes(lvm):
     assert lvm.write_origin("vg0/vz", 7 << 20) == ["snap"]
     assert report(lvm, "-o", "lv_attr,data_percent", "vg0/snap") == [
         {"lv_attr": "swi-I-s---", "data_percent": "100.00"}]
+    assert (lvm.state / "dmeventd.log").read_text().splitlines() == [
+        f"WARNING: Snapshot vg0-snap is now {p}% full." for p in (80, 85, 90, 95)] + [
+        "WARNING: Snapshot vg0-snap changed state to: Invalid and should be removed."]
 
 
 @pytest.mark.parametrize("argv, code, stderr", [
@@ -136,6 +139,16 @@ def test_version_differences(lvm, monkeypatch, version, period, log_block, json_
     assert (lvm.run("lvs", "--reportformat", "json_std", "vg0").returncode == 0) is json_std
     assert lvm.run("lvremove", "-f", "vg0/snap").stdout == (
         f'  Logical volume "snap" successfully removed{period}\n')
+
+
+def test_pve_style_report(lvm):
+    """pve-storage LVMPlugin.pm::lvm_list_volumes reads this shape."""
+    lvm.run("lvcreate", "-s", "-L", "8M", "-n", "snap", "--addtag", "t1", "vg0/vz")
+    done = lvm.run("lvs", "--separator", ":", "--noheadings", "--units", "b", "--unbuffered",
+                   "--nosuffix", "--config", 'report/time_format="%s"', "--options",
+                   "vg_name,lv_name,lv_size,lv_attr,pool_lv,data_percent,lv_tags", "vg0")
+    assert done.stdout.splitlines() == [f"  vg0:snap:{8 << 20}:swi-a-s---::0.00:t1",
+                                        f"  vg0:vz:{2 << 30}:owi-aos---:::"]
 
 
 def test_stray_lines_inside_the_json_report(lvm, monkeypatch):
