@@ -186,3 +186,13 @@ def test_export_of_a_damaged_point_leaves_no_file(lab, tmp_path):
     r = lab.run("export", point, "--to", str(tmp_path / "out"))
     assert r.code == 7, r
     assert list((tmp_path / "out").iterdir()) == []  # neither the archive nor its .dat
+
+
+def test_protection_and_notes_survive_a_catalogue_rebuild(lab):
+    lab.ok("repo", "init")
+    vz.write(lab.root / "dump", LXC, vz.lxc_tar("web3"), notes="keep me", protected=True)
+    lab.ok("import", str(lab.root / "dump"))
+    (lab.root / "state" / "catalog.db").unlink()
+    lab.ok("catalog", "rebuild")
+    [p] = lab.ok("points", "--json").json()
+    assert (p["labels"]["protected"], p["labels"]["notes"]) == ("1", "keep me")
