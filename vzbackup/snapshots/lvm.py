@@ -176,6 +176,9 @@ class LvmSnapshotter:
         return next((r for r in rows if r.name == name), None)
 
     def _check(self, name: str, watch: Watch) -> None:
+        if watch.error:
+            log.warning("the state of LVM snapshot %s/%s could not always be read during the "
+                        "dump: %s", self.vg, name, watch.error)
         error = self._overflow_error(name, watch)
         if error is not None:
             raise error
