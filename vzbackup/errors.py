@@ -145,6 +145,13 @@ class PartialFailure(VzError):
     default_hint = "See the per-guest results above; fix each failed guest and run it again."
 
 
+class BadArchive(VzError):
+    exit_code = 21
+    summary = "an archive cannot be imported or exported"
+    default_hint = ("Nothing was stored. Check the named file (a complete vzdump archive, "
+                    "named as vzdump names it), or export the point another way.")
+
+
 class GuestCommandFailed(VzError):
     exit_code = 22
     summary = "a platform command on a guest failed"

@@ -171,16 +171,41 @@ class Dump:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Leftover:
+    """A snapshot vzbackup made and a crash left behind (found by its name and mark)."""
+
+    id: str  # what the snapshotter removes: a path, or vg/lv
+    guest: str  # the guest it was taken for (ct101), from its name
+    kind: str  # the snapshotter: lvm | btrfs
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"id": self.id, "guest": self.guest, "kind": self.kind, "detail": self.detail}
+
+
 class Snapshotter(Protocol):
     name: str
 
     def snapshot(self, path: Path, tag: str) -> AbstractContextManager[Path]:
-        """A read-only, consistent view of ``path``, removed on exit whatever happens."""
+        """A read-only, consistent view of ``path``, removed on exit whatever happens.
+        ``tag`` is ``<guest>-<random>`` (ct101-1a2b3c4d): it names the snapshot, so that a
+        sweep knows which guest's lock to take before removing a leftover."""
+        ...
+
+    def leftovers(self, guests_dir: Path) -> list[Leftover]:
+        """Snapshots this snapshotter made on this node and did not remove (a crash);
+        never one it did not make. ``guests_dir``: the folder holding the guests."""
+        ...
+
+    def remove(self, leftover: Leftover) -> None:
+        """Unmount and remove a leftover; its guest's lock is held by the caller."""
         ...
 
 
 class Platform(Protocol):
     name: str
+    guests_dir: Path  # the folder holding the guests' folders (snapshots are made beside them)
 
     def list_guests(self) -> list[GuestInfo]: ...
     def find_guest(self, ref: GuestRef) -> GuestInfo | None: ...
@@ -194,6 +219,43 @@ class Platform(Protocol):
         """Create ``target`` from ``stream``. Reads the stream to EOF *before* the guest is put
         in place, so a stream that fails verification never replaces anything. Raises
         ``GuestExists`` (without ``force``), ``UnsafeArchive``, ``RestoreFailed``."""
+        ...
+
+
+@dataclass
+class ImportedArchive:
+    """A vzdump archive being imported: its decompressed ``stream`` and what its name and
+    sidecars say. Leaving the context checks the content (``UnsafeArchive``, ``BadArchive``)."""
+
+    name: str  # the original file name
+    guest: GuestRef
+    guest_name: str
+    platform: str  # proxmox | openvz
+    created: datetime  # from the name (the node's local time)
+    config: dict[str, Any]
+    labels: dict[str, str]
+    stream: BinaryIO
+    warnings: list[str] = field(default_factory=list)
+
+
+class Archives(Protocol):
+    """vzdump archive files on this host (``vzbackup import`` and ``export``)."""
+
+    def find(self, paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+        """Importable archives in ``paths`` (files or folders), and the files that look
+        like vzdump's but cannot be imported, with why."""
+        ...
+
+    def open(self, path: Path) -> AbstractContextManager[ImportedArchive]: ...
+
+    def write(self, stream: BinaryIO, directory: Path, name: str, *, prefix: bytes = b"",
+              sidecars: dict[str, bytes] | None = None) -> Path:
+        """Write ``prefix`` + ``stream`` as the archive ``name`` (compressed by its
+        extension) in ``directory``, with ``sidecars`` (file name -> bytes) beside it."""
+        ...
+
+    def config_member(self, path: str, text: str) -> bytes:
+        """A tar member holding ``text``, to put before a tar stream."""
         ...
 
 
@@ -228,6 +290,14 @@ class Node(Protocol):
     def restore(self, target: GuestRef, stream: BinaryIO, *, name: str, config: dict[str, Any],
                 force: bool = False) -> GuestInfo:
         """``Platform.restore`` on the node."""
+        ...
+
+    def leftover_snapshots(self) -> list[Leftover]:
+        """Snapshots vzbackup made on the node and a crash left (``Snapshotter.leftovers``)."""
+        ...
+
+    def remove_snapshot(self, leftover: Leftover) -> None:
+        """Remove one leftover; the caller holds its guest's lock."""
         ...
 
 

@@ -21,14 +21,17 @@ from .nodes.local import LocalNode
 from .nodes.remote import SshNode
 from .nodes.ssh import SshSession, SshTarget
 from .platforms.directory import DirectoryPlatform
+from .platforms.openvz import OpenVzPlatform
 from .platforms.proxmox import ProxmoxPlatform
-from .ports import Backend, Catalog, Node, Repository, Reporter, Snapshotter
+from .archives.reader import VzdumpArchives
+from .ports import Archives, Backend, Catalog, Node, Repository, Reporter, Snapshotter
 from .repo.backends import open_backend
 from .repo.backends.limits import RateLimited
 from .repo.format import CONFIG_KEY
 from .repo.keys import Passphrase
 from .repo.repository import init_chunk_repository, init_replica_repository, open_chunk_repository
 from .snapshots.btrfs import BtrfsSnapshotter
+from .snapshots.lvm import LvmSnapshotter
 from .snapshots.none import NoSnapshot
 
 
@@ -59,6 +62,10 @@ class App:
     @property
     def locks(self) -> FileLocks:
         return FileLocks(self.config.state_dir)
+
+    @property
+    def archives(self) -> Archives:
+        return VzdumpArchives()
 
     @property
     def nodes(self) -> dict[str, Node]:
@@ -150,19 +157,40 @@ def build_node(nc: NodeConfig) -> Node:
                            accept_new_host_key=nc.accept_new_host_key,
                            connect_timeout=float(nc.connect_timeout))
         spec = {"name": nc.name, "platform": nc.platform, "snapshotter": nc.snapshotter,
-                "root": str(nc.root), "cache_dir": nc.cache_dir}
+                "root": str(nc.root), "cache_dir": nc.cache_dir, **lvm_openvz_spec(nc)}
         if nc.platform == "proxmox":
             spec["proxmox"] = nc.proxmox.to_dict()
         if nc.hook_script:
             spec["hook_script"] = nc.hook_script
         return SshNode(nc.name, SshSession(target, nc.name), [nc.vzbackup], spec,
                        timeout=float(nc.command_timeout))
-    snapshotter: Snapshotter = BtrfsSnapshotter() if nc.snapshotter == "btrfs" else NoSnapshot()
     if nc.platform == "proxmox":  # root: /etc/pve; vzdump snapshots by itself
         return LocalNode(nc.name, ProxmoxPlatform(nc.name, nc.root, nc.proxmox, nc.hook_script),
                          NoSnapshot(), nc.root)
-    return LocalNode(nc.name, DirectoryPlatform(nc.root, nc.name, hook_script=nc.hook_script),
-                     snapshotter, nc.root)
+    return LocalNode(nc.name, build_platform(nc), build_snapshotter(nc), nc.root)
+
+
+def build_platform(nc: NodeConfig) -> Any:
+    if nc.platform == "openvz":
+        return OpenVzPlatform(nc.root, nc.name, conf_dir=Path(nc.openvz_conf_dir))
+    return DirectoryPlatform(nc.root, nc.name, hook_script=nc.hook_script)
+
+
+def build_snapshotter(nc: NodeConfig) -> Snapshotter:
+    if nc.snapshotter == "lvm":
+        return LvmSnapshotter(nc.lvm_volume, Path(nc.lvm_mountpoint or nc.root), nc.name,
+                              size=nc.lvm_snapshot_size, mount_dir=Path(nc.lvm_mount_dir))
+    return BtrfsSnapshotter() if nc.snapshotter == "btrfs" else NoSnapshot()
+
+
+# ---- LVM snapshots and OpenVZ: what an SSH node's agent needs to build them ----
+
+_LVM_OPENVZ_KEYS = ("lvm_volume", "lvm_mountpoint", "lvm_snapshot_size", "lvm_mount_dir",
+                    "openvz_conf_dir")
+
+
+def lvm_openvz_spec(nc: NodeConfig) -> dict[str, str]:
+    return {k: getattr(nc, k) for k in _LVM_OPENVZ_KEYS}
 
 
 def node_from_spec(spec: dict[str, Any]) -> Node:
@@ -170,7 +198,8 @@ def node_from_spec(spec: dict[str, Any]) -> Node:
     return build_node(NodeConfig(spec["name"], "local", spec["platform"], spec["snapshotter"],
                                  Path(spec["root"]),
                                  proxmox=ProxmoxConfig.from_dict(spec.get("proxmox") or {}),
-                                 hook_script=spec.get("hook_script", "")))
+                                 hook_script=spec.get("hook_script", ""),
+                                 **{k: spec[k] for k in _LVM_OPENVZ_KEYS if k in spec}))
 
 
 def build_backend(rc: RepositoryConfig, credentials: tuple[str | None, str | None] | None = None

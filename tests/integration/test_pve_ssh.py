@@ -46,8 +46,8 @@ def test_backup_on_one_ssh_node_and_restore_on_another(pve_site):
     assert pve.conf("pve2", "ct", 111)["hostname"] == "web1"
     assert (pve.volume("pve2", "local-lvm:vm-111-disk-0") / "home/demo/f000.txt").read_bytes() == \
         (pve.volume("pve1", "local-lvm:vm-101-disk-0") / "home/demo/f000.txt").read_bytes()
-    r = lab.run("restore", "vm200", "--to", "pve2")  # VMID 200 is held by pve1
-    assert r.code == 8 and "lives on node pve1" in r.err
+    r = lab.run("restore", "vm200", "--to", "pve2", "--json")  # VMID 200 is held by pve1
+    assert r.code == 8 and "lives on node pve1" in r.json()["items"][0]["message"]
     lab.ok("restore", "vm200", "--to", "pve2", "--as", "211")
     assert pve.volume("pve2", "local-lvm:vm-211-disk-0").read_bytes() == \
         pve.volume("pve1", "local-lvm:vm-200-disk-0").read_bytes()

@@ -29,7 +29,7 @@ from ..nodes.frames import PROTOCOL, FramedStream, write_json, write_stream
 from ..nodes.jobs import error_to_dict
 from ..ops.backup import store_dump
 from ..ops.restore import restore_point
-from ..ports import Advance, GuestInfo
+from ..ports import Advance, GuestInfo, Leftover
 from ..wiring import node_from_spec, repository_from_spec
 from .main import cli
 
@@ -155,6 +155,11 @@ def _dispatch(job: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> dict[str, An
         guest = node.restore(_ref(job["target"]), stream, name=job["name"],  # type: ignore[arg-type]
                              config=job["config"], force=job["force"])
         return {"guest": guest.to_dict()}
+    if op == "snapshots":
+        return {"leftovers": [lo.to_dict() for lo in node.leftover_snapshots()]}
+    if op == "snapshot-remove":
+        node.remove_snapshot(Leftover(**job["leftover"]))
+        return {}
     cache = Path(job["node"]["cache_dir"]) if job["node"].get("cache_dir") else None
     if op == "backup":
         repo = repository_from_spec(job["repository"], cache)

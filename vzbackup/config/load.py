@@ -162,7 +162,7 @@ def _build(path: Path, doc: dict, problems: list[str]) -> Config:
         Path(v["root"]) if v["transport"] == "ssh" else p(v["root"]),  # type: ignore[arg-type]
         v["host"], v["port"], v["user"], p(v["key_file"]), p(v["known_hosts"]),
         v["accept_new_host_key"], v["connect_timeout"], v["command_timeout"], v["vzbackup"],
-        v["cache_dir"], _proxmox(v), v["hook_script"])
+        v["cache_dir"], _proxmox(v), v["hook_script"], **_lvm_openvz(v))
         for n, v in doc["nodes"].items()}
     _cross_check(path, doc, repos, problems)
     if problems:
@@ -257,6 +257,39 @@ def _check_proxmox(path: Path, name: str, n: dict, problems: list[str]) -> None:
             problems.append(f"{path}: nodes.{name}.{key}: must be an absolute path on the node")
 
 
+# ---- LVM snapshots and OpenVZ ----
+
+_LVM_KEYS = ("lvm_volume", "lvm_mountpoint", "lvm_snapshot_size", "lvm_mount_dir")
+_OPENVZ_KEYS = ("openvz_conf_dir",)
+_LVM_SIZE = re.compile(r"^[0-9]+(\.[0-9]+)?[bBsSkKmMgGtT]?$")  # lvcreate --size
+
+
+def _lvm_openvz(v: dict) -> dict:
+    """These keys are paths on the node: taken as written (absolute, checked below)."""
+    return {k: v[k] for k in (*_LVM_KEYS, *_OPENVZ_KEYS)}
+
+
+def _check_lvm_openvz(path: Path, name: str, n: dict, problems: list[str]) -> None:
+    options = SCHEMA["nodes"].options
+    where = f"{path}: nodes.{name}"
+    if n["snapshotter"] == "lvm":
+        if not re.fullmatch(r"[A-Za-z0-9+_.-]+/[A-Za-z0-9+_.-]+", n["lvm_volume"]):
+            problems.append(f"{where}.lvm_volume: required with snapshotter = \"lvm\", as VG/LV "
+                            f"(got {n['lvm_volume']!r})")
+        if n["lvm_snapshot_size"] and not _LVM_SIZE.match(n["lvm_snapshot_size"]):
+            problems.append(f"{where}.lvm_snapshot_size: expected a size such as 1G or 512M, or "
+                            f"empty for a thin snapshot (got {n['lvm_snapshot_size']!r})")
+    else:
+        for key in _LVM_KEYS:
+            if n[key] != options[key].default:
+                problems.append(f"{where}.{key}: only for snapshotter = \"lvm\"")
+    if n["platform"] != "openvz" and n["openvz_conf_dir"] != options["openvz_conf_dir"].default:
+        problems.append(f"{where}.openvz_conf_dir: only for platform = \"openvz\"")
+    for key in ("lvm_mountpoint", "lvm_mount_dir", "openvz_conf_dir"):
+        if n[key] and not n[key].startswith("/"):
+            problems.append(f"{where}.{key}: must be an absolute path on the node")
+
+
 _SSH_KEYS = ("host", "port", "user", "key_file", "known_hosts", "accept_new_host_key",
              "connect_timeout", "command_timeout", "vzbackup", "cache_dir")
 
@@ -265,6 +298,7 @@ def _check_nodes(path: Path, doc: dict, problems: list[str]) -> None:
     options = SCHEMA["nodes"].options
     for name, n in doc["nodes"].items():
         _check_proxmox(path, name, n, problems)
+        _check_lvm_openvz(path, name, n, problems)
         if n["transport"] == "ssh":
             if not n["host"]:
                 problems.append(f"{path}: nodes.{name}.host: required with transport = \"ssh\"")

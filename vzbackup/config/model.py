@@ -53,6 +53,12 @@ class NodeConfig:
     cache_dir: str = "/var/lib/vzbackup/cache"
     proxmox: ProxmoxConfig = field(default_factory=ProxmoxConfig)
     hook_script: str = ""  # vzdump-style, every platform
+    # ---- LVM snapshots and OpenVZ ----
+    lvm_volume: str = ""
+    lvm_mountpoint: str = ""  # empty: root
+    lvm_snapshot_size: str = "1G"
+    lvm_mount_dir: str = "/run/vzbackup/snapshots"
+    openvz_conf_dir: str = "/etc/vz/conf"
 
 
 @dataclass(frozen=True)

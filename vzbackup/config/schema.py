@@ -92,10 +92,11 @@ SCHEMA: dict[str, Section] = {
         "transport": Option("str", "local", choices=("local", "ssh"),
                             doc="How the node is reached: local (this host) or ssh (vzbackup "
                                 "installed there runs each job, over SSH)."),
-        "platform": Option("str", "directory", choices=("directory", "proxmox"),
+        "platform": Option("str", "directory", choices=("directory", "proxmox", "openvz"),
                            doc="What runs guests on the node: directory (guests are folders under "
-                               "root) or proxmox (vzdump, pct, qm on a Proxmox VE node)."),
-        "snapshotter": Option("str", "none", choices=("none", "btrfs"),
+                               "root), proxmox (vzdump, pct, qm on a Proxmox VE node) or openvz "
+                               "(vzlist/vzctl; private areas under root/private)."),
+        "snapshotter": Option("str", "none", choices=("none", "btrfs", "lvm"),
                               doc="How a consistent view is taken before a dump."),
         "root": Option("path", doc="directory platform: the folder holding ct<ID>/ and vm<ID>/ guests "
                                    "(a path on the node); proxmox: the cluster file system, /etc/pve."),
@@ -116,6 +117,19 @@ SCHEMA: dict[str, Section] = {
                             doc="ssh: the node's own cache of chunk ids (a path on the node)."),
         **PROXMOX_NODE_OPTIONS,
         **HOOK_NODE_OPTIONS,
+        # ---- LVM snapshots and OpenVZ (snapshotter = "lvm", platform = "openvz") ----
+        "lvm_volume": Option("str", "", doc="lvm: the logical volume holding the guests, VG/LV "
+                                            "(e.g. pve/vz). Required with snapshotter = \"lvm\"."),
+        "lvm_mountpoint": Option("str", "", doc="lvm: where that volume is mounted on the node; "
+                                                "empty: root."),
+        "lvm_snapshot_size": Option("str", "1G",
+                                    doc="lvm: copy-on-write size of a snapshot of a thick volume "
+                                        "(lvcreate --size: 1G, 512M); empty: a thin snapshot "
+                                        "(thin volumes only)."),
+        "lvm_mount_dir": Option("str", "/run/vzbackup/snapshots",
+                                doc="lvm: where snapshots are mounted read-only during a dump."),
+        "openvz_conf_dir": Option("str", "/etc/vz/conf",
+                                  doc="openvz: the folder holding the containers' CTID.conf files."),
     }, named=True, doc="Hypervisor nodes, one table each: [nodes.node1]."),
     "repositories": Section({
         "url": Option("str", doc="Where the repository lives: file:///path."),

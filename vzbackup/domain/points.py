@@ -8,6 +8,12 @@ from datetime import datetime
 from .guests import GuestRef
 
 
+PROTECTED = "protected"  # label: "1" keeps the point from any retention policy
+NOTES = "notes"  # label: free text (vzdump's .notes); its first line is what lists show
+ARCHIVE = "vzdump.archive"  # label: the vzdump archive a point was imported from
+LOG = "vzdump.log"  # label: that archive's .log sidecar
+
+
 @dataclass(frozen=True)
 class Copy:
     repository: str
@@ -27,6 +33,15 @@ class RestorePoint:
     source_node: str
     labels: dict[str, str] = field(default_factory=dict)
     copies: tuple[Copy, ...] = ()
+
+    @property
+    def protected(self) -> bool:
+        """Retention never removes a protected point (label ``protected=1``)."""
+        return self.labels.get(PROTECTED) == "1"
+
+    @property
+    def notes(self) -> str:
+        return self.labels.get(NOTES, "")
 
 
 def pick_point(points: list[RestorePoint], at: datetime | None = None) -> RestorePoint | None:

@@ -9,7 +9,7 @@ from typing import Any, BinaryIO
 
 from ..domain.guests import GuestRef
 from ..errors import NodeUnreachable
-from ..ports import Dump, GuestInfo, Platform, Snapshotter
+from ..ports import Dump, GuestInfo, Leftover, Platform, Snapshotter
 
 
 @dataclass
@@ -38,3 +38,10 @@ class LocalNode:
     def restore(self, target: GuestRef, stream: BinaryIO, *, name: str, config: dict[str, Any],
                 force: bool = False) -> GuestInfo:
         return self.platform.restore(target, stream, name=name, config=config, force=force)
+
+    def leftover_snapshots(self) -> list[Leftover]:
+        # a platform without guests_dir keeps its guests directly under the node's root
+        return self.snapshotter.leftovers(getattr(self.platform, "guests_dir", self.root))
+
+    def remove_snapshot(self, leftover: Leftover) -> None:
+        self.snapshotter.remove(leftover)

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 from ..domain.guests import GuestRef
 from ..errors import EnvironmentBroken, NodeUnreachable, VzError
-from ..ports import Advance, Dump, GuestInfo
+from ..ports import Advance, Dump, GuestInfo, Leftover
 from .frames import (DATA, DATA_FRAME, END, JSON, PROTOCOL, FramedStream, parse_json,
                      read_frame, write_frame)
 from .jobs import error_from_dict
@@ -94,6 +94,12 @@ class SshNode:
             proc.close_stdin()
         except OSError as e:
             log.debug("restore stream to node %s cut at its end: %s", self.name, e)
+
+    def leftover_snapshots(self) -> list[Leftover]:
+        return [Leftover(**lo) for lo in self.run({"op": "snapshots"})["leftovers"]]
+
+    def remove_snapshot(self, leftover: Leftover) -> None:
+        self.run({"op": "snapshot-remove", "leftover": leftover.to_dict()})
 
     # ---- ports.NodeAgent -------------------------------------------------------------
 

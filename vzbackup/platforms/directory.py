@@ -69,6 +69,10 @@ class DirectoryPlatform:
         folder = self.folder(ref)
         return self._info(ref) if folder.is_dir() and not folder.is_symlink() else None
 
+    @property
+    def guests_dir(self) -> Path:
+        return self.root
+
     def folder(self, ref: GuestRef) -> Path:
         return self.root / str(ref)
 

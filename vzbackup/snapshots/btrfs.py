@@ -19,11 +19,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import DumpFailed
+from ..ports import Leftover
 
 log = logging.getLogger(__name__)
 
 PREFIX = ".vzbackup-snap-"
 _TAG = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+_GUEST = re.compile(r"^((?:ct|vm)\d+)-")
 _SUBVOLUME_INODE = 256  # every btrfs subvolume's root directory has this inode number
 
 
@@ -87,6 +89,24 @@ class BtrfsSnapshotter:
                 self.delete(snap)
                 removed.append(snap)
         return removed
+
+    def leftovers(self, guests_dir: Path) -> list[Leftover]:
+        """``.vzbackup-snap-*`` subvolumes directly in ``guests_dir`` (where snapshots of
+        the guests' folders are made); nothing else is ever listed."""
+        found = []
+        for snap in sorted(Path(guests_dir).glob(f"{PREFIX}*")):
+            m = _GUEST.match(snap.name[len(PREFIX):])
+            if self.is_subvolume(snap):
+                found.append(Leftover(str(snap), m.group(1) if m else "", "btrfs",
+                                      "read-only btrfs snapshot"))
+        return found
+
+    def remove(self, leftover: Leftover) -> None:
+        snap = Path(leftover.id)
+        if not snap.name.startswith(PREFIX) or not self.is_subvolume(snap):
+            raise DumpFailed(f"{snap} is not a vzbackup btrfs snapshot: not removed")
+        log.warning("deleting leftover snapshot %s", snap)
+        self.delete(snap)
 
     def _run(self, *args: str, check: bool = True) -> int:
         argv = [self.btrfs, *args]

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..ports import Leftover
+
 
 class NoSnapshot:
     name = "none"
@@ -17,3 +19,9 @@ class NoSnapshot:
     def sweep(self, root: Path) -> list[Path]:
         """Nothing is ever left behind."""
         return []
+
+    def leftovers(self, guests_dir: Path) -> list[Leftover]:
+        return []
+
+    def remove(self, leftover: Leftover) -> None:
+        raise ValueError("the none snapshotter makes no snapshots")

@@ -218,3 +218,10 @@ def test_every_exit_code_has_a_test():
     documented = {c.exit_code for c in all_error_classes()} - {2}
     untested = documented - tested - {9, 16}  # 9, 16: tests/unit/ops/test_restore_safety.py
     assert not untested, f"exit codes without a test here: {sorted(untested)}"
+
+
+def test_21_bad_archive(lab):
+    lab.ok("repo", "init")
+    (lab.root / "vzdump-lxc-101-2024_01_02-03_04_05.tar").write_bytes(b"not a tar" * 100)
+    r = lab.run("import", str(lab.root / "vzdump-lxc-101-2024_01_02-03_04_05.tar"))
+    assert r.code == 21 and "vzdump-lxc-101-2024_01_02-03_04_05.tar" in r.err

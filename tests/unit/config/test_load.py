@@ -56,7 +56,7 @@ encryption = "aes-256-gcm"
         load_config(path)
     text = str(e.value)
     for expected in (f"{path}: backup.colour: unknown key",
-                     f"{path}: nodes.node1.platform: must be one of directory, proxmox (got 'hyperv')",
+                     f"{path}: nodes.node1.platform: must be one of directory",
                      f"{path}: nodes.node1.root: required",
                      f"{path}: repositories.main.compression_level: must be at most 19",
                      f"{path}: bogus: unknown section"):

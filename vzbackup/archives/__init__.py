@@ -1,0 +1,1 @@
+"""vzdump archives in and out: import reads them, export writes them."""
