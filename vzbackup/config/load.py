@@ -15,6 +15,7 @@ from .schema import PROXMOX_NODE_OPTIONS, SCHEMA, Option, Section
 
 DEFAULT_PATH = Path("/etc/vzbackup/vzbackup.toml")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def find_config_path(given: str | None) -> Path:
@@ -233,6 +234,10 @@ def _cross_check(path: Path, doc: dict, repos: dict[str, RepositoryConfig], prob
                             "or passphrase_env")
         if r.passphrase_file and r.passphrase_env:
             problems.append(f"{path}: repositories.{name}: set passphrase_file or passphrase_env, not both")
+        if r.passphrase_env and not _ENV_NAME.match(r.passphrase_env):
+            # the value is not shown: it may be the passphrase itself
+            problems.append(f"{path}: repositories.{name}.passphrase_env: must name an "
+                            "environment variable (letters, digits, '_'), not hold the passphrase")
 
 
 def _proxmox(v: dict) -> ProxmoxConfig:

@@ -47,7 +47,9 @@ def tar_stream(argv: list[str], what: str, warnings: list[str] | None = None) ->
     """Run ``argv``; yield its stdout. On a clean exit from the context, tar's exit status
     is checked (1 is a warning, appended to ``warnings``; 2+ or a signal is ``DumpFailed``
     naming ``what``). If the body raises, tar is killed and reaped and the exception goes on."""
-    env = {**os.environ, "LC_ALL": "C"}
+    # Nothing of our environment but the search path: a passphrase or an S3 key held in a
+    # variable never reaches a child, and TAR_OPTIONS cannot change the stream.
+    env = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C"}
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env, close_fds=True)
     assert proc.stdout is not None and proc.stderr is not None

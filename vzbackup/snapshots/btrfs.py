@@ -111,7 +111,8 @@ class BtrfsSnapshotter:
     def _run(self, *args: str, check: bool = True) -> int:
         argv = [self.btrfs, *args]
         try:
-            done = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL)
+            done = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL,
+                                  env={"PATH": os.environ.get("PATH", os.defpath)})  # no secrets
         except OSError as e:
             raise DumpFailed(f"cannot run {self.btrfs}: {e}",
                              hint="Install btrfs-progs on the node.") from e
