@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .jobs import build_scheduling
 from .model import Config, NodeConfig, RepositoryConfig
 from .schema import SCHEMA, Option, Section
 
@@ -165,6 +166,7 @@ def _build(path: Path, doc: dict, problems: list[str]) -> Config:
         v["cache_dir"])
         for n, v in doc["nodes"].items()}
     _cross_check(path, doc, repos, problems)
+    scheduling = build_scheduling(path, doc, set(repos), set(nodes), p, problems)  # the scheduler
     if problems:
         raise ConfigError(problems)
     return Config(
@@ -179,6 +181,7 @@ def _build(path: Path, doc: dict, problems: list[str]) -> Config:
         replicate_to=tuple(doc["backup"]["replicate_to"]),
         nodes=nodes,
         repositories=repos,
+        **scheduling,
     )
 
 
