@@ -58,6 +58,7 @@ class JobEnv:
     access: RepositoryAccess | None = None
     slots: DumpSlots | None = None
     after_run: Callable[[], None] | None = None  # e.g. rewrite the metrics file
+    on_started: Callable[[int], None] | None = None  # told the job run's id (its log file)
 
 
 def run_job(job: JobConfig, env: JobEnv, trigger: str = "manual") -> RunResult:
@@ -80,6 +81,8 @@ def _recorded(job: JobConfig, env: JobEnv, action: str, trigger: str, steps: Ste
     args = {"job": job.name, "action": action, "trigger": trigger}
     with recorded_run(env.catalog, env.clock, "job", args) as run:
         tag = {"job": job.name, "job_run": run.run_id}
+        if env.on_started is not None:
+            env.on_started(run.run_id)
         try:
             done = steps(job, env, tag)
         except BaseException:  # SIGTERM: the steps are recorded aborted, and so is this run
