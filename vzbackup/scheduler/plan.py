@@ -7,10 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from apscheduler.triggers.cron import CronTrigger
-
-from ..config.jobs import cron_trigger
 from ..config.model import Config
+from .cron import CronSchedule
 
 
 @dataclass(frozen=True)
@@ -26,8 +24,8 @@ class Action:
         """What decides when it runs; a changed spec means a new schedule."""
         return f"{self.cron} ({self.timezone})"
 
-    def trigger(self) -> CronTrigger:
-        return cron_trigger(self.cron, self.timezone)
+    def trigger(self) -> CronSchedule:
+        return CronSchedule(self.cron, self.timezone)
 
 
 def planned(config: Config) -> list[Action]:
@@ -51,15 +49,12 @@ def missed(action: Action, last_started: datetime | None, now: datetime,
     if last_started is None:
         return None
     trigger = action.trigger()
-    due, previous = None, None
-    start = max(last_started, now - grace - timedelta(days=1))
-    fire = trigger.get_next_fire_time(None, start)
+    due = None
+    fire = trigger.get_next_fire_time(None, max(last_started, now - grace - timedelta(days=1)))
     while fire is not None and fire <= now:
         if fire > last_started:
             due = fire
-        previous, fire = fire, trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
-        if previous == fire:
-            break
+        fire = trigger.get_next_fire_time(fire, fire)
     if due is None or now - due > grace:
         return None
     return due
