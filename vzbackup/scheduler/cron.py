@@ -38,9 +38,10 @@ class CronSchedule(BaseTrigger):
         if self.fixed and previous_fire_time is not None and fire is not None \
                 and _wall(fire, self.cron.timezone) == _wall(previous_fire_time, self.cron.timezone):
             fire = self.cron.get_next_fire_time(None, fire.astimezone(timezone.utc) + STEP)
-        # A time that does not exist comes back with its wall time as given (02:30 "CET"
-        # on the night of the change): make it the real instant's local time (03:30 CEST).
-        return fire.astimezone(timezone.utc).astimezone(self.cron.timezone) if fire else None
+        # In UTC: a time that does not exist comes back with its wall time as given (02:30
+        # "CET" on the night of the change), and datetimes sharing a zone compare by wall
+        # time, so 02:00 CET (the repeated hour) would look earlier than 02:40 CEST.
+        return fire.astimezone(timezone.utc) if fire else None
 
     def __str__(self) -> str:
         return f"cron[{self.expression} ({self.tz})]"
