@@ -26,7 +26,7 @@ def job_summary(result: RunResult, now: datetime) -> tuple[str, str, dict[str, A
         lines += ["The run was interrupted (vzbackup stopped); its guests were not all done.",
                   ""]
     for o in failed[:MAX_LISTED]:
-        lines.append(f"FAILED {o.guest}" + (f" on {o.node}" if o.node else "") + f": {o.message}")
+        lines.append(f"FAILED {o.guest}: {o.message}")  # the message names the node
         if o.hint:
             lines.append(f"  next step: {o.hint}")
     if len(failed) > MAX_LISTED:
