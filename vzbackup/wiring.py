@@ -172,10 +172,15 @@ class App:
         return build_notifier(self.config.alerts)
 
     def write_metrics(self) -> None:
+        """Rewrite [daemon] metrics_file, if set; a failure is a warning, never an error."""
         path = self.config.daemon.metrics_file
-        if path is not None:
-            status = guest_status(self.catalog, self.config.jobs, self.clock.now())
+        if path is None:
+            return
+        status = guest_status(self.catalog, self.config.jobs, self.clock.now())
+        try:
             write_textfile(path, render_metrics(self.catalog, status))
+        except OSError as e:
+            self.reporter.warning(f"metrics file {path} not written: {e.strerror or e}")
 
     def _repo_config(self, name: str) -> RepositoryConfig:
         if name not in self.config.repositories:

@@ -1,5 +1,6 @@
-"""Two real ``vzbackup daemon`` processes on one PostgreSQL catalogue, with a one-minute
-cron schedule: one schedules, the other stands by; each job runs once, one summary each;
+"""Two real ``vzbackup daemon`` processes on the demo config (config/demo.toml, with a
+drop-in: one PostgreSQL catalogue, a one-minute cron schedule, a btrfs node): one schedules,
+the other stands by; each job runs once, one summary each;
 SIGTERM in the middle of a dump (btrfs snapshot on a loop device) removes the snapshot and
 records the run as aborted; the standby then takes over.
 
@@ -89,39 +90,35 @@ def snapshots(mnt: Path) -> list[str]:
 
 
 def test_two_daemons_one_minute_schedule_sigterm_mid_dump(btrfs, pg_url, tmp_path):  # noqa: F811
-    root = tmp_path / "site"
-    (root / "node1").mkdir(parents=True)
-    make_container(root / "node1", 101, "web1", files=40, mib=1, seed=1)
+    site = tmp_path / "site"
+    config = site / "config" / "vzbackup.toml"  # the demo's paths: ../.demo-lab/...
+    (site / "config" / "conf.d").mkdir(parents=True)
+    config.write_text((TOP / "config" / "demo.toml").read_text())
+    for node in ("node1", "node3", "node7"):
+        (site / ".demo-lab" / node).mkdir(parents=True)
+    make_container(site / ".demo-lab" / "node1", 101, "web1", files=40, mib=1, seed=1)
     run("btrfs", "subvolume", "create", str(btrfs / "vm300"))
     write_guest_config(btrfs / "vm300", {"name": "big", "scsi0": "disk-0.raw"})
     with open(btrfs / "vm300" / "disk-0.raw", "wb") as f:
         f.write(os.urandom(64 << 20))
     hook = Webhook()
-    config = root / "vzbackup.toml"
-    config.write_text(f"""
-[state]
-dir = "state"
+    (site / "config" / "conf.d" / "test.toml").write_text(f"""
 [catalog]
 url = "{pg_url}"
-[backup]
-repository = "main"
-[nodes.node1]
-root = "node1"
-[nodes.node2]
+[nodes.node9]
 root = "{btrfs}"
 snapshotter = "btrfs"
-[repositories.main]
-url = "file://repo"
 [repositories.slow]
-url = "file://slow"
+url = "file://../.demo-lab/slow"
 bwlimit_mib = 8
-[jobs.quick]
+[jobs.nightly]
 schedule = "* * * * *"
-guests = ["ct101"]
+all = false
+nodes = ["node1", "node3", "node7"]
 verify_after = "none"
 [jobs.big]
 schedule = "* * * * *"
-guests = ["vm300"]
+nodes = ["node9"]
 repository = "slow"
 verify_after = "none"
 [daemon]
@@ -134,17 +131,18 @@ webhook_url = "http://127.0.0.1:{hook.port}/"
     for name in ("main", "slow"):
         subprocess.run(base + ["repo", "init", name], check=True, env=env, capture_output=True)
     sockets = [Notifications(tmp_path / f"notify{i}") for i in (1, 2)]
+    logs = [open(tmp_path / f"d{i}.log", "wb") for i in (1, 2)]
     procs = [subprocess.Popen(base + ["daemon"], env={**env, "NOTIFY_SOCKET": s.path},
-                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"d{i}.log", "wb"))
-             for i, s in enumerate(sockets, 1)]
+                              stdout=subprocess.DEVNULL, stderr=log)
+             for s, log in zip(sockets, logs)]
     try:
         for s in sockets:
             wait_for(lambda s=s: "READY=1" in s.poll(), 20, "READY=1")
         status = [[m for m in s.poll() if m.startswith("STATUS=")] for s in sockets]
         assert sorted(st[0] for st in status) == ["STATUS=scheduling", "STATUS=standing by"]
         leader = 0 if status[0][0] == "STATUS=scheduling" else 1
-        # the next minute boundary: quick is done in a second, big dumps at 8 MiB/s
-        wait_for(lambda: hook.of("quick"), 75, "the summary of job quick")
+        # the next minute boundary: nightly is done in a second, big dumps at 8 MiB/s
+        wait_for(lambda: hook.of("nightly"), 75, "the summary of job nightly")
         wait_for(lambda: snapshots(btrfs), 10, "the snapshot of vm300")
         procs[leader].send_signal(signal.SIGTERM)
         assert procs[leader].wait(30) == 0
@@ -157,6 +155,8 @@ webhook_url = "http://127.0.0.1:{hook.port}/"
                 p.send_signal(signal.SIGTERM)
                 p.wait(30)
         hook.close()
+        for log in logs:
+            log.close()
     catalog = open_catalog(pg_url)
     try:
         runs = catalog.runs(50)
@@ -165,12 +165,12 @@ webhook_url = "http://127.0.0.1:{hook.port}/"
     first = min(r.started for r in runs if r.kind == "job")
     night = [r for r in runs if r.started < first + timedelta(seconds=40)]
     jobs = {r.args["job"]: r for r in night if r.kind == "job"}
-    assert sorted(r.args["job"] for r in night if r.kind == "job") == ["big", "quick"]
-    assert jobs["quick"].status == "success" and jobs["big"].status == "aborted"
-    assert jobs["quick"].args["trigger"] == "schedule"
+    assert sorted(r.args["job"] for r in night if r.kind == "job") == ["big", "nightly"]
+    assert jobs["nightly"].status == "success" and jobs["big"].status == "aborted"
+    assert jobs["nightly"].args["trigger"] == "schedule"
     big_backup = [r for r in night if r.kind == "backup" and r.args["job_run"] == jobs["big"].id]
     assert [r.status for r in big_backup] == ["aborted"]
-    assert len(hook.of("quick")) == 1 and hook.of("quick")[0]["run"]["status"] == "success"
+    assert len(hook.of("nightly")) == 1 and hook.of("nightly")[0]["run"]["status"] == "success"
     assert [p["run"]["details"].get("aborted") for p in hook.of("big")] == [True]
     log = (tmp_path / f"d{leader + 1}.log").read_text()
     assert "aborting running dumps" in log

@@ -115,7 +115,8 @@ def _backup_steps(job: JobConfig, env: JobEnv, tag: dict) -> list[RunResult]:
         target = _open(env, name, job.repository, done, tag)
         if target is None:
             continue
-        points = [p for p in env.catalog.points() if p.guest in guests]
+        points = [p for p in env.catalog.points() if p.guest in guests
+                  and any(c.repository == job.repository for c in p.copies)]
         done.append(replicate(points, repos, target, env.catalog, env.reporter, env.clock,
                               nodes=env.nodes, access=env.access, run_args=tag))
         repos[name] = target

@@ -136,3 +136,24 @@ def test_prune_keeps_the_newest_verified_and_protected_points(lab):
     assert reasons[0] == "keep-last"
     assert "pinned: newest verified point" in reasons and "protected" in reasons
     assert sum(1 for i in items if i["decision"] == "remove") == 1
+
+
+def test_a_guest_held_by_a_manual_command_is_not_dumped_twice(lab):
+    from vzbackup.domain.guests import GuestRef
+    from vzbackup.locks import FileLocks
+
+    with_jobs(lab)
+    with FileLocks(lab.root / "state").guest(GuestRef("ct", 101), "restore"):
+        r = lab.run("run", "nightly", "--json")
+    assert r.code == 11
+    item = r.json()["items"][0]
+    assert item["error"] == "LockBusy" and "restore since" in item["message"]
+
+
+def test_a_job_running_elsewhere_is_refused(lab):
+    from vzbackup.locks import FileLocks
+
+    with_jobs(lab)
+    with FileLocks(lab.root / "state").job("nightly", "run"):
+        r = lab.run("run", "nightly")
+    assert r.code == 11 and "cannot run job nightly" in r.err
