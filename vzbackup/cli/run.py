@@ -33,7 +33,7 @@ def run(ctx: click.Context, cli_ctx: CliContext, job: str, verify_only: bool, as
                          f"(known: {', '.join(sorted(app.config.jobs)) or 'none'})",
                          hint="Add a [jobs.NAME] table, or pick a configured job.")
     action = verify_job if verify_only else run_job
-    with run_log(app.config.state_dir, f"vzbackup-job-{job}", secrets_of(app.config)) as log:
+    with run_log(app.config.state_dir, f"vzbackup-job:{job}:{'verify' if verify_only else 'backup'}", secrets_of(app.config)) as log:
         env = dataclasses.replace(app.job_env(), on_started=log.started)
         result = action(app.config.jobs[job], env, trigger="manual")
     render_run(result, as_json)

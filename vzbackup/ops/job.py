@@ -157,15 +157,15 @@ def _open(env: JobEnv, name: str, source: str | None, done: list[RunResult],
 
 
 def merge_steps(steps: list[RunResult]) -> list[GuestOutcome]:
-    """One outcome per guest: its backup's (or first step's), failed by the first failure
-    of a later step, whose message names the step."""
+    """One outcome per guest: its first step's (the backup's), failed by the first failure
+    of a later step; a failure outside the backup names its step."""
     merged: dict[str, GuestOutcome] = {}
     order: list[str] = []
     for step in steps:
         for o in step.items:
             key = o.guest if o.guest != "*" else f"*{o.node}"
             if key not in merged:
-                merged[key] = _named(o, step.kind) if step is not steps[0] else o
+                merged[key] = _named(o, step.kind)
                 order.append(key)
             elif o.status == "failed" and merged[key].status == "ok":
                 named = _named(o, step.kind)
@@ -176,7 +176,8 @@ def merge_steps(steps: list[RunResult]) -> list[GuestOutcome]:
 
 
 def _named(o: GuestOutcome, kind: str) -> GuestOutcome:
-    if o.status != "failed":
+    """A failure of a step other than the backup, its message naming the step."""
+    if o.status != "failed" or kind == "backup":
         return o
     where = f" {o.node}" if o.node else ""
     return dataclasses.replace(o, message=f"{kind}{where}: {o.message}")

@@ -128,7 +128,10 @@ class Daemon:
         self.lease = self._take_lease()
         if self.lease is None:
             return False
-        log.info("this daemon is the scheduler (%d actions)", len(planned(self.app.config)))
+        actions = planned(self.app.config)
+        log.info("this daemon is the scheduler (%d actions)", len(actions))
+        if not actions:
+            log.warning("no enabled [jobs.NAME] in %s: nothing to schedule", self.app.config.path)
         self._start_scheduling()
         return True
 
@@ -236,7 +239,7 @@ class Daemon:
         job = app.config.jobs.get(job_name)
         if job is None or self.stopping.is_set():
             return None
-        name = f"vzbackup-job-{job_name}-{action}"
+        name = f"vzbackup-job:{job_name}:{action}"  # ':' is in no job name
         with run_log(app.config.state_dir, name, secrets_of(app.config)) as rl:
             env = dataclasses.replace(app.job_env(self.slots, self.reporter),
                                       on_started=rl.started)

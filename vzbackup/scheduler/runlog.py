@@ -39,7 +39,8 @@ class _RunLogHandler(logging.Handler):
             self.pending = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not record.threadName or not record.threadName.startswith(self.prefix):
+        name = record.threadName or ""
+        if name != self.prefix and not name.startswith(self.prefix + "-"):  # its dump workers
             return
         line = self.format(record)
         with self._guard:

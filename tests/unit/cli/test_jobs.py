@@ -157,3 +157,20 @@ def test_a_job_running_elsewhere_is_refused(lab):
     with FileLocks(lab.root / "state").job("nightly", "run"):
         r = lab.run("run", "nightly")
     assert r.code == 11 and "cannot run job nightly" in r.err
+
+
+def test_scheduled_verification_finds_a_damaged_copy(lab):
+    from tests.unit.cli.test_exit_codes import flip_byte_in_a_chunk
+
+    with_jobs(lab)
+    lab.ok("run", "nightly")
+    r = lab.ok("run", "nightly", "--verify", "--json").json()
+    assert r["details"]["action"] == "verify" and [s["kind"] for s in r["details"]["steps"]] == ["verify"]
+    assert {i["guest"] for i in r["items"]} == {"ct101"}
+    flip_byte_in_a_chunk(lab.root / "repo")
+    r = lab.run("run", "nightly", "--verify", "--json")
+    assert r.code == 7
+    item = r.json()["items"][0]
+    assert item["status"] == "failed" and item["message"].startswith("verify main: ")
+    copies = {c["repository"]: c["state"] for c in lab.ok("points", "--json").json()[0]["copies"]}
+    assert copies == {"main": "corrupt", "peer": "ok"}
