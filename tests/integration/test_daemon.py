@@ -171,6 +171,6 @@ webhook_url = "http://127.0.0.1:{hook.port}/"
     big_backup = [r for r in night if r.kind == "backup" and r.args["job_run"] == jobs["big"].id]
     assert [r.status for r in big_backup] == ["aborted"]
     assert len(hook.of("nightly")) == 1 and hook.of("nightly")[0]["run"]["status"] == "success"
-    assert [p["run"]["details"].get("aborted") for p in hook.of("big")] == [True]
+    assert [p["run"]["details"].get("aborted") for p in hook.of("big")] == ["vzbackup was stopped"]
     log = (tmp_path / f"d{leader + 1}.log").read_text()
     assert "aborting running dumps" in log

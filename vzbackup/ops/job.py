@@ -85,8 +85,10 @@ def _recorded(job: JobConfig, env: JobEnv, action: str, trigger: str, steps: Ste
             env.on_started(run.run_id)
         try:
             done = steps(job, env, tag)
-        except BaseException:  # SIGTERM: the steps are recorded aborted, and so is this run
-            _send(env, RunResult("job", "error", (), run.run_id, {**args, "aborted": True}))
+        except BaseException as e:  # SIGTERM: the steps are recorded aborted, and so is this run
+            why = ("vzbackup was stopped" if isinstance(e, (SystemExit, KeyboardInterrupt))
+                   else f"{type(e).__name__}: {e}")
+            _send(env, RunResult("job", "error", (), run.run_id, {**args, "aborted": why}))
             raise
         for outcome in merge_steps(done):
             run.add_outcome(outcome)

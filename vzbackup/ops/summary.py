@@ -23,7 +23,7 @@ def job_summary(result: RunResult, now: datetime) -> tuple[str, str, dict[str, A
     lines = [f"Job {d.get('job')}, {d.get('action', 'backup')} run {result.run_id} "
              f"({d.get('trigger', 'manual')}): {state} at {now:%Y-%m-%d %H:%M:%S} UTC.", ""]
     if d.get("aborted"):
-        lines += ["The run was interrupted (vzbackup stopped); its guests were not all done.",
+        lines += [f"The run was interrupted ({d['aborted']}); its guests were not all done.",
                   ""]
     for o in failed[:MAX_LISTED]:
         lines.append(f"FAILED {o.guest}: {o.message}")  # the message names the node
