@@ -158,6 +158,14 @@ class GuestCommandFailed(VzError):
     default_hint = "Read the tool's message above; the guest is unchanged unless it says otherwise."
 
 
+class PastRpo(VzError):
+    """Not raised: the code ``vzbackup status`` exits with when a guest is past its RPO."""
+
+    exit_code = 101
+    summary = "a guest has no good restore point within its RPO (status)"
+    default_hint = "See 'vzbackup status' and docs/runbooks/nightly-jobs.md: fix a failed night."
+
+
 def all_error_classes() -> list[type[VzError]]:
     """Every exported error class, ordered by exit code (for the docs and the tests)."""
     seen = [c for c in globals().values() if isinstance(c, type) and issubclass(c, VzError)]

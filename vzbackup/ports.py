@@ -12,7 +12,7 @@ from typing import Any, BinaryIO, Protocol
 from .domain.guests import GuestRef, parse_guest
 from .domain.manifest import Manifest
 from .domain.points import RestorePoint
-from .results import GuestOutcome
+from .results import GuestOutcome, RunRecord
 
 Advance = Callable[[int], None]  # progress callback: "n more bytes done"
 
@@ -146,6 +146,18 @@ class GuestInfo:
     node: str
     status: str = "unknown"  # running | stopped | unknown
     config: dict[str, Any] = field(default_factory=dict)
+
+    # Selection by tag and pool (jobs) reads the guest's config, as Proxmox writes it:
+    # ``tags: web;prod`` (';', ',' or spaces between tags) and ``pool: NAME``. A platform
+    # that learns them elsewhere (pvesh) puts them under these keys.
+    @property
+    def tags(self) -> frozenset[str]:
+        raw = str(self.config.get("tags") or "")
+        return frozenset(t for t in raw.replace(",", ";").replace(" ", ";").split(";") if t)
+
+    @property
+    def pool(self) -> str | None:
+        return str(self.config.get("pool") or "") or None
 
     def to_dict(self) -> dict[str, Any]:
         return {"ref": str(self.ref), "name": self.name, "node": self.node,
@@ -328,11 +340,34 @@ class Catalog(Protocol):
     def start_run(self, kind: str, args: dict[str, Any], when: datetime) -> int: ...
     def record_item(self, run_id: int, item: GuestOutcome) -> None: ...
     def finish_run(self, run_id: int, status: str, when: datetime) -> None: ...
+    def runs(self, limit: int = 20, kind: str | None = None) -> list[RunRecord]: ...
+    def run(self, run_id: int) -> RunRecord: ...
+    def last_failures(self) -> dict[str, tuple[RunRecord, GuestOutcome]]: ...
 
 
 class Locks(Protocol):
     def guest(self, ref: GuestRef, purpose: str) -> AbstractContextManager[None]:
         """Hold the guest's lock; raise ``LockBusy`` at once if another process has it."""
+        ...
+
+
+class JobLocks(Protocol):
+    def job(self, name: str, purpose: str) -> AbstractContextManager[None]:
+        """Hold job ``name``'s lock (cluster-wide with a PostgreSQL catalogue); raise
+        ``LockBusy`` at once if another process, here or on another host, has it."""
+        ...
+
+
+class DumpSlots(Protocol):
+    def hold(self, node: str) -> AbstractContextManager[None]:
+        """Wait for a free dump slot overall and on ``node``; hold it for the block."""
+        ...
+
+
+class Notifier(Protocol):
+    def send(self, subject: str, text: str, document: dict[str, Any]) -> list[str]:
+        """Send one message (mail: subject and text; webhook: the JSON document). Returns
+        what could not be delivered, one line each; never raises for a delivery failure."""
         ...
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 Status = Literal["success", "partial", "error"]
@@ -42,3 +43,16 @@ def overall(items: tuple[GuestOutcome, ...] | list[GuestOutcome]) -> Status:
     if not failed:
         return "success"
     return "error" if failed == len(items) else "partial"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as the catalogue recorded it, with its per-guest outcomes in recorded order."""
+
+    id: int
+    kind: str
+    args: dict[str, Any]
+    started: datetime
+    finished: datetime | None
+    status: str  # running | success | partial | error | aborted
+    items: tuple[GuestOutcome, ...] = ()

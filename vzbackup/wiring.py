@@ -16,7 +16,13 @@ from urllib.parse import unquote, urlsplit
 from .config import Config, NodeConfig, RepositoryConfig
 from .config.model import ProxmoxConfig
 from .errors import ConfigError, KeyUnavailable, NodeUnreachable, RepositoryError
-from .locks import FileLocks
+from .config.jobs import read_secret
+from .config.model import AlertsConfig
+from .locks import FileLocks, PgLocks
+from .monitoring.email import EmailNotifier
+from .monitoring.fanout import Fanout
+from .monitoring.textfile import write_textfile
+from .monitoring.webhook import WebhookNotifier
 from .nodes.local import LocalNode
 from .nodes.remote import SshNode
 from .nodes.ssh import SshSession, SshTarget
@@ -24,7 +30,11 @@ from .platforms.directory import DirectoryPlatform
 from .platforms.openvz import OpenVzPlatform
 from .platforms.proxmox import ProxmoxPlatform
 from .archives.reader import VzdumpArchives
-from .ports import Archives, Backend, Catalog, Node, Repository, Reporter, Snapshotter
+from .ops.job import JobEnv
+from .ops.metrics import render_metrics
+from .ops.status import guest_status
+from .ports import (Archives, Backend, Catalog, DumpSlots, JobLocks, Node, Notifier, Repository,
+                    Reporter, Snapshotter)
 from .repo.backends import open_backend
 from .repo.backends.limits import RateLimited
 from .repo.format import CONFIG_KEY
@@ -50,6 +60,7 @@ class App:
     _catalog: Catalog | None = None
     _repos: dict[str, Repository] = field(default_factory=dict)
     _nodes: dict[str, Node] | None = None
+    _job_locks: JobLocks | None = None
 
     @property
     def catalog(self) -> Catalog:
@@ -141,6 +152,44 @@ class App:
         init_chunk_repository(build_backend(rc), encryption=rc.encryption, passphrase=passphrase,
                               chunk_avg=rc.chunk_avg_kib * 1024, compression_level=rc.compression_level)
         return self.repository(name)
+
+    # ---- the scheduler: job locks, dump slots, notifier, metrics -----------------------
+
+    @property
+    def job_locks(self) -> JobLocks:
+        """Cluster-wide advisory locks with a PostgreSQL catalogue, else files here."""
+        if self._job_locks is None:
+            self._job_locks = (PgLocks(self.config.catalog_url) if self.shared_catalog
+                               else self.locks)
+        return self._job_locks
+
+    @property
+    def shared_catalog(self) -> bool:
+        return self.config.catalog_url.startswith("postgresql")
+
+    def job_env(self, slots: DumpSlots | None = None, reporter: Reporter | None = None) -> JobEnv:
+        return JobEnv(
+            nodes=self.nodes, open_repository=self.repository, open_replica=self.replica,
+            catalog=self.catalog, locks=self.locks, job_locks=self.job_locks,
+            reporter=reporter or self.reporter, clock=self.clock, labels=self.config.backup_labels,
+            retention=self.config.retention, jobs=self.config.jobs,
+            notify=self.config.alerts.notify, notifier=self.notifier(), access=self,
+            slots=slots, after_run=self.write_metrics)
+
+    def notifier(self) -> Notifier | None:
+        """Mail and webhook as configured; None when neither is."""
+        return build_notifier(self.config.alerts)
+
+    def write_metrics(self) -> None:
+        """Rewrite [daemon] metrics_file, if set; a failure is a warning, never an error."""
+        path = self.config.daemon.metrics_file
+        if path is None:
+            return
+        status = guest_status(self.catalog, self.config.jobs, self.clock.now())
+        try:
+            write_textfile(path, render_metrics(self.catalog, status))
+        except OSError as e:
+            self.reporter.warning(f"metrics file {path} not written: {e.strerror or e}")
 
     def _repo_config(self, name: str) -> RepositoryConfig:
         if name not in self.config.repositories:
@@ -263,9 +312,40 @@ def read_passphrase(rc: RepositoryConfig) -> Passphrase | None:
     return Passphrase.from_file(rc.passphrase_file or "")
 
 
+def build_notifier(a: AlertsConfig) -> Notifier | None:
+    """Mail and webhook notifiers; ``ConfigError`` naming the key when a secret is missing."""
+    try:
+        password = read_secret(a.smtp_password_file, a.smtp_password_env, "alerts.smtp_password")
+        token = read_secret(a.webhook_token_file, a.webhook_token_env, "alerts.webhook_token")
+    except ValueError as e:
+        raise ConfigError([str(e)], hint="Provide the secret through the file or environment "
+                                         "variable the [alerts] section names.") from None
+    found: list[Notifier] = []
+    if a.email_to:
+        found.append(EmailNotifier(a.smtp_host, a.smtp_port, a.email_from, a.email_to,
+                                   security=a.smtp_security, user=a.smtp_user, password=password,
+                                   timeout=a.timeout_seconds))
+    if a.webhook_url:
+        found.append(WebhookNotifier(a.webhook_url, token=token, timeout=a.timeout_seconds))
+    return Fanout(found) if found else None
+
+
+def _alert_secrets(a: AlertsConfig) -> set[str]:
+    found = {a.webhook_url} if a.webhook_url else set()  # a webhook URL may hold its token
+    for file, env in ((a.smtp_password_file, a.smtp_password_env),
+                      (a.webhook_token_file, a.webhook_token_env)):
+        try:
+            value = read_secret(file, env, "alert secret")
+        except ValueError:
+            continue
+        if value:
+            found.add(value)
+    return found
+
+
 def secrets_of(config: Config) -> set[str]:
     """Values to redact from logs."""
-    found = set()
+    found = _alert_secrets(config.alerts)
     for rc in config.repositories.values():
         try:
             value = read_passphrase(rc)

@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
-
 from ..domain.guests import GuestRef
 from ..domain.points import Copy, RestorePoint
 from ..ports import GuestInfo
-from ..results import GuestOutcome
+from ..results import GuestOutcome, RunRecord
 from .models import CopyRow, GuestRow, PointRow, RunItemRow, RunRow
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """A run as the catalogue recorded it, with its per-guest outcomes in recorded order."""
-
-    id: int
-    kind: str
-    args: dict[str, Any]
-    started: datetime
-    finished: datetime | None
-    status: str  # running | success | partial | error | aborted
-    items: tuple[GuestOutcome, ...] = ()
 
 
 def guest_info(row: GuestRow) -> GuestInfo:

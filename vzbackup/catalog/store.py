@@ -27,7 +27,8 @@ from ..results import GuestOutcome
 from . import records
 from .engine import database_errors, for_writing, safe_url
 from .models import (
-    COPY_STATES, RUN_STATUSES, VERIFY_LEVELS, CopyRow, GuestRow, NodeRow, PointRow, RunRow,
+    COPY_STATES, RUN_STATUSES, VERIFY_LEVELS, CopyRow, GuestRow, NodeRow, PointRow, RunItemRow,
+    RunRow,
 )
 from .records import RunRecord
 
@@ -198,14 +199,31 @@ class SqlCatalog:
 
         self._write("finishing a run", work)
 
-    def runs(self, limit: int = 20) -> list[RunRecord]:
-        """The newest ``limit`` runs, newest first, with their items."""
+    def runs(self, limit: int = 20, kind: str | None = None) -> list[RunRecord]:
+        """The newest ``limit`` runs (of ``kind``), newest first, with their items."""
         query = (
             select(RunRow).options(selectinload(RunRow.items))
             .order_by(RunRow.started.desc(), RunRow.id.desc()).limit(limit)
         )
+        if kind is not None:
+            query = query.where(RunRow.kind == kind)
         with self._read("listing runs") as s:
             return [records.run_record(r) for r in s.scalars(query)]
+
+    def last_failures(self, scan: int = 5000) -> dict[str, tuple[RunRecord, GuestOutcome]]:
+        """Each guest's newest failed item (among the newest ``scan`` failures), with its run
+        (without items)."""
+        query = (
+            select(RunItemRow, RunRow).join(RunItemRow.run).where(RunItemRow.status == "failed")
+            .order_by(RunRow.started.desc(), RunItemRow.id.desc()).limit(scan)
+        )
+        found: dict[str, tuple[RunRecord, GuestOutcome]] = {}
+        with self._read("listing failures") as s:
+            for item, run in s.execute(query):
+                if item.guest not in found:
+                    found[item.guest] = (records.run_record(run, with_items=False),
+                                         records.outcome(item))
+        return found
 
     def run(self, run_id: int) -> RunRecord:
         with self._read("reading a run") as s:

@@ -34,6 +34,7 @@ def _register() -> None:
     from . import (agent, backup, catalog_cmd, config_cmd, nodes, points,  # noqa: F401
                    repo, replicate, restore, verify)  # (the commands attach themselves)
     from . import import_cmd, snapshots  # noqa: F401
+    from . import daemon, prune, run, runs, status  # noqa: F401  (the scheduler's)
 
 
 def _on_sigterm(signum, frame):  # noqa: ANN001

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .jobs import build_scheduling
 from .model import Config, NodeConfig, ProxmoxConfig, RepositoryConfig
 from .schema import PROXMOX_NODE_OPTIONS, SCHEMA, Option, Section
 
@@ -166,6 +167,7 @@ def _build(path: Path, doc: dict, problems: list[str]) -> Config:
         v["cache_dir"], _proxmox(v), v["hook_script"], **_lvm_openvz(v))
         for n, v in doc["nodes"].items()}
     _cross_check(path, doc, repos, problems)
+    scheduling = build_scheduling(path, doc, set(repos), set(nodes), p, problems)  # the scheduler
     if problems:
         raise ConfigError(problems)
     return Config(
@@ -180,6 +182,7 @@ def _build(path: Path, doc: dict, problems: list[str]) -> Config:
         replicate_to=tuple(doc["backup"]["replicate_to"]),
         nodes=nodes,
         repositories=repos,
+        **scheduling,
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..domain.retention import Policy
+
 
 # ---- proxmox platform (nodes.X.pve_*) ------------------------------------------------------
 
@@ -102,3 +104,72 @@ class Config:
     replicate_to: tuple[str, ...] = ()
     nodes: dict[str, NodeConfig] = field(default_factory=dict)
     repositories: dict[str, RepositoryConfig] = field(default_factory=dict)
+    # the scheduler (see the block below)
+    jobs: dict[str, "JobConfig"] = field(default_factory=dict)
+    retention: dict[str, "RetentionConfig"] = field(default_factory=dict)
+    daemon: "DaemonConfig" = field(default_factory=lambda: DaemonConfig())
+    alerts: "AlertsConfig" = field(default_factory=lambda: AlertsConfig())
+
+
+# ---- the scheduler: jobs, retention per repository, daemon, alerts -------------------------
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    name: str
+    schedule: str  # cron: minute hour day month weekday
+    timezone: str = "UTC"
+    enabled: bool = True
+    guests: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    pools: tuple[str, ...] = ()
+    nodes: tuple[str, ...] = ()
+    all: bool = False
+    exclude: tuple[str, ...] = ()
+    mode: str = "snapshot"
+    repository: str = ""  # resolved: never empty once loaded
+    replicate_to: tuple[str, ...] = ()
+    policy: Policy = field(default_factory=Policy)
+    rpo_hours: int = 26
+    verify_after: str = "quick"
+    verify_schedule: str = ""
+    verify_level: str = "full"
+
+    @property
+    def repositories(self) -> tuple[str, ...]:
+        """Where the job's points live: its repository, then its replicas."""
+        return (self.repository, *self.replicate_to)
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    repository: str
+    policy: Policy
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    max_parallel_dumps: int = 2
+    max_parallel_dumps_per_node: int = 1
+    misfire_grace_minutes: int = 360
+    metrics_file: Path | None = None
+    standby_poll_seconds: int = 15
+    rpo_check_minutes: int = 60
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    notify: str = "always"
+    email_to: tuple[str, ...] = ()
+    email_from: str = "vzbackup@localhost"
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_security: str = "none"
+    smtp_user: str = ""
+    smtp_password_file: Path | None = None
+    smtp_password_env: str = ""
+    webhook_url: str = ""
+    webhook_token_file: Path | None = None
+    webhook_token_env: str = ""
+    timeout_seconds: int = 10

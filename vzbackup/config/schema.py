@@ -164,3 +164,86 @@ SCHEMA: dict[str, Section] = {
                                        "or COMPLIANCE (by no one)."),
     }, named=True, doc="Repositories, one table each: [repositories.main]."),
 }
+
+
+# ---- the scheduler (vzbackup daemon, vzbackup run): jobs, retention, daemon, alerts ----------
+
+RETENTION = {
+    "keep_last": Option("int", 0, minimum=0, doc="Keep the N newest points (PVE keep-last)."),
+    "keep_hourly": Option("int", 0, minimum=0, doc="Keep the newest point of each of N hours."),
+    "keep_daily": Option("int", 0, minimum=0, doc="Keep the newest point of each of N days."),
+    "keep_weekly": Option("int", 0, minimum=0, doc="Keep the newest point of each of N ISO weeks."),
+    "keep_monthly": Option("int", 0, minimum=0, doc="Keep the newest point of each of N months."),
+    "keep_yearly": Option("int", 0, minimum=0, doc="Keep the newest point of each of N years."),
+}
+
+SCHEMA["jobs"] = Section({
+    "schedule": Option("str", doc="When the job runs: a cron expression (minute hour day month "
+                                  "weekday), e.g. \"30 1 * * *\"."),
+    "timezone": Option("str", "UTC", doc="Time zone of the schedule and of retention periods "
+                                         "(an IANA name such as Europe/Berlin)."),
+    "enabled": Option("bool", True, doc="false: the daemon does not schedule it ('run' still can)."),
+    "guests": Option("list[str]", [], doc="Guests by ct<ID>, vm<ID>, VMID or name."),
+    "tags": Option("list[str]", [], doc="Guests carrying any of these tags."),
+    "pools": Option("list[str]", [], doc="Guests in any of these pools."),
+    "nodes": Option("list[str]", [], doc="Every guest on these nodes."),
+    "all": Option("bool", False, doc="Every guest on every node."),
+    "exclude": Option("list[str]", [], doc="Guests never taken, whatever selected them."),
+    "mode": Option("str", "snapshot", choices=("snapshot", "suspend", "stop"),
+                   doc="How a running guest is dumped (vzdump's --mode); recorded as a label."),
+    "repository": Option("str", "", doc="Repository to back up to; empty: backup.repository."),
+    "replicate_to": Option("list[str]", [], doc="Repositories new points are copied to."),
+    **RETENTION,
+    "rpo_hours": Option("int", 26, minimum=1, maximum=24 * 366,
+                        doc="Recovery point objective: a guest whose newest good point is older "
+                            "is past its RPO (status, alerts)."),
+    "verify_after": Option("str", "quick", choices=("none", "quick", "full"),
+                           doc="Verify the copies a run wrote, right after it."),
+    "verify_schedule": Option("str", "", doc="Cron expression for re-verifying every copy of "
+                                             "the job's guests; empty: never."),
+    "verify_level": Option("str", "full", choices=("quick", "full"),
+                           doc="quick: every chunk present; full: every chunk re-read and "
+                               "re-hashed."),
+}, named=True, doc="Scheduled jobs, one table each: [jobs.nightly].")
+
+SCHEMA["retention"] = Section({
+    **RETENTION,
+    "timezone": Option("str", "UTC", doc="Time zone of the retention periods."),
+}, named=True, doc="Retention of a repository, one table each: [retention.offsite].")
+
+SCHEMA["daemon"] = Section({
+    "max_parallel_dumps": Option("int", 2, minimum=1, maximum=256,
+                                 doc="Dumps running at once, all jobs and nodes together."),
+    "max_parallel_dumps_per_node": Option("int", 1, minimum=1, maximum=64,
+                                          doc="Dumps running at once on one node."),
+    "misfire_grace_minutes": Option("int", 360, minimum=1, maximum=10080,
+                                    doc="A run missed (daemon down or busy) is still made once "
+                                        "if at most this late; else skipped until the next."),
+    "metrics_file": Option("path", "", doc="Prometheus metrics in node_exporter textfile "
+                                           "format; empty: none."),
+    "standby_poll_seconds": Option("int", 15, minimum=1, maximum=3600,
+                                   doc="PostgreSQL catalogue: how often a standby daemon tries "
+                                       "to become the scheduler."),
+    "rpo_check_minutes": Option("int", 60, minimum=1, maximum=1440,
+                                doc="How often the daemon looks for guests past their RPO."),
+}, doc="The scheduler daemon.")
+
+SCHEMA["alerts"] = Section({
+    "notify": Option("str", "always", choices=("always", "failure", "never"),
+                     doc="When a run's summary is sent; failures and RPO alerts always are, "
+                         "unless never."),
+    "email_to": Option("list[str]", [], doc="Addresses summaries are mailed to; empty: no mail."),
+    "email_from": Option("str", "vzbackup@localhost", doc="Sender address."),
+    "smtp_host": Option("str", "localhost", doc="SMTP server."),
+    "smtp_port": Option("int", 25, minimum=1, maximum=65535, doc="SMTP port."),
+    "smtp_security": Option("str", "none", choices=("none", "starttls", "tls"),
+                            doc="none, starttls (upgrade on port 587) or tls (port 465)."),
+    "smtp_user": Option("str", "", doc="SMTP login; empty: no authentication."),
+    "smtp_password_file": Option("path", "", doc="File holding the SMTP password."),
+    "smtp_password_env": Option("str", "", doc="Environment variable holding the SMTP password."),
+    "webhook_url": Option("str", "", doc="URL a JSON summary is POSTed to; empty: none."),
+    "webhook_token_file": Option("path", "", doc="File holding a bearer token for the webhook."),
+    "webhook_token_env": Option("str", "", doc="Environment variable holding the token."),
+    "timeout_seconds": Option("int", 10, minimum=1, maximum=300,
+                              doc="Seconds to wait for the SMTP server or the webhook."),
+}, doc="Run summaries and alerts: email and webhook.")

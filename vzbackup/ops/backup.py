@@ -11,10 +11,15 @@ node -> repository; otherwise the dump streams through this process.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import Any
+
 from ..domain.manifest import Manifest
-from ..ports import (Advance, Catalog, Clock, GuestInfo, Locks, Node, PointDraft, Repository,
-                     RepositoryAccess, Reporter, WriteStats)
+from ..ports import (Advance, Catalog, Clock, DumpSlots, GuestInfo, Locks, Node, PointDraft,
+                     Repository, RepositoryAccess, Reporter, WriteStats)
 from ..results import GuestOutcome, RunResult
 from .outcome import Attempt, attempt, recorded_run
 from .selection import Selection, Target
@@ -22,20 +27,53 @@ from .selection import Selection, Target
 
 def backup(selection: Selection, repo: Repository, catalog: Catalog, locks: Locks,
            reporter: Reporter, clock: Clock, labels: dict[str, str] | None = None,
-           access: RepositoryAccess | None = None) -> RunResult:
-    """Back up every selected guest; a node that could not be searched is a failed item."""
-    args = {"guests": [str(t.guest.ref) for t in selection.targets], "repository": repo.name}
+           access: RepositoryAccess | None = None, *, slots: DumpSlots | None = None,
+           run_args: dict[str, Any] | None = None) -> RunResult:
+    """Back up every selected guest; a node that could not be searched is a failed item.
+    With ``slots``, guests are dumped in parallel within its limits (overall, per node)."""
+    args = {"guests": [str(t.guest.ref) for t in selection.targets], "repository": repo.name,
+            **(run_args or {})}
     with recorded_run(catalog, clock, "backup", args) as run:
         for node, error in selection.unreachable:
             with attempt("*", node) as a:
                 raise error
             _report(reporter, run.add(a))
-        for target in selection.targets:
+        for guest, error in selection.missing:
+            with attempt(guest, None) as a:
+                raise error
+            _report(reporter, run.add(a))
+
+        def one(target: Target) -> GuestOutcome:
             with attempt(str(target.guest.ref), target.node.name) as a:
                 _backup_one(a, target, repo, catalog, locks, reporter, clock, labels or {},
                             access)
-            _report(reporter, run.add(a))
+            outcome = run.add(a)
+            _report(reporter, outcome)
+            return outcome
+
+        if slots is None:
+            for target in selection.targets:
+                one(target)
+        else:
+            in_parallel(selection.targets, one, slots)
     return run.result({"repository": repo.name})
+
+
+def in_parallel(targets: list[Target], one: Callable[[Target], GuestOutcome],
+                slots: DumpSlots) -> None:
+    """``one`` for every target, each in a dump slot of its node. An interruption
+    (SystemExit: SIGTERM) in one worker cancels what has not started and is raised here."""
+    def held(target: Target) -> GuestOutcome:
+        with slots.hold(target.node.name):
+            return one(target)
+
+    pool = ThreadPoolExecutor(max(1, min(len(targets), slots.overall)),
+                              thread_name_prefix=f"{threading.current_thread().name}-dump")
+    try:
+        for future in [pool.submit(held, t) for t in targets]:
+            future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _backup_one(a: Attempt, target: Target, repo: Repository, catalog: Catalog, locks: Locks,

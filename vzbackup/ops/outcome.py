@@ -94,6 +94,12 @@ class RunLog:
         self.items.append(a.outcome)
         return a.outcome
 
+    def add_outcome(self, outcome: GuestOutcome) -> GuestOutcome:
+        """An outcome made elsewhere (a job's per-guest summary of its steps)."""
+        self.catalog.record_item(self.run_id, outcome)
+        self.items.append(outcome)
+        return outcome
+
     @property
     def status(self) -> Status:
         return overall(self.items) if self.items else "success"

@@ -24,8 +24,9 @@ from .outcome import attempt, recorded_run
 def replicate(points: list[RestorePoint], repos: Mapping[str, Repository], target: Repository,
               catalog: Catalog, reporter: Reporter, clock: Clock,
               nodes: Mapping[str, Node] | None = None,
-              access: RepositoryAccess | None = None) -> RunResult:
-    args = {"to": target.name, "points": [p.id for p in points]}
+              access: RepositoryAccess | None = None,
+              run_args: dict[str, Any] | None = None) -> RunResult:
+    args = {"to": target.name, "points": [p.id for p in points], **(run_args or {})}
     ran_on: dict[str, None] = {}  # where the copies ran, in order
     with recorded_run(catalog, clock, "replicate", args) as run:
         for point in points:

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ..domain.guests import GuestRef, parse_guest
+from ..config.model import JobConfig
+from ..domain.guests import GuestRef, GuestSpec, parse_guest
 from ..errors import GuestNotFound, UsageError, VzError
 from ..ports import GuestInfo, Node
 
@@ -24,6 +25,7 @@ class Target:
 class Selection:
     targets: list[Target]
     unreachable: list[tuple[str, VzError]] = field(default_factory=list)  # (node, why)
+    missing: list[tuple[str, VzError]] = field(default_factory=list)  # (guest named, why)
 
 
 def select_targets(nodes: Mapping[str, Node], guests: list[str], *, all_guests: bool = False,
@@ -96,3 +98,38 @@ def resolve_known_guest(known: list[GuestInfo], text: str) -> GuestRef:
         raise UsageError(f"{text} is ambiguous: {', '.join(sorted(map(str, matches)))}",
                          hint="Name the guest as ct<ID> or vm<ID>.")
     return matches.pop()
+
+
+# ---- a job's guests ---------------------------------------------------------------------
+
+
+def select_for_job(nodes: Mapping[str, Node], job: JobConfig) -> Selection:
+    """The guests a job takes now: named ones, those with one of its tags or in one of its
+    pools, every guest of its nodes, or all; never an excluded one. A named guest found on
+    no node is a failed item, so a typo or a vanished guest is heard about every night."""
+    scope = {n: nodes[n] for n in job.nodes} if job.nodes and not (
+        job.all or job.guests or job.tags or job.pools) else dict(nodes)
+    found = select_targets(scope, [], all_guests=True)
+    excluded = [_spec(text, job.name, "exclude") for text in job.exclude]
+    named = [(text, _spec(text, job.name, "guests")) for text in job.guests]
+    chosen = [t for t in found.targets
+              if not any(s.matches(t.guest.ref, t.guest.name) for s in excluded)
+              and _wanted(t, job, [s for _, s in named])]
+    missing = [(text, GuestNotFound(
+        f"job {job.name}: guest {text} not found on {', '.join(sorted(scope))}",
+        hint=f"Fix jobs.{job.name}.guests, or check the node holding it."))
+        for text, s in named if not any(s.matches(t.guest.ref, t.guest.name)
+                                        for t in found.targets)]
+    return Selection(chosen, found.unreachable, missing)
+
+
+def _wanted(t: Target, job: JobConfig, named: list[GuestSpec]) -> bool:
+    return (job.all or t.node.name in job.nodes or bool(t.guest.tags & set(job.tags))
+            or t.guest.pool in job.pools or any(s.matches(t.guest.ref, t.guest.name) for s in named))
+
+
+def _spec(text: str, job: str, key: str) -> GuestSpec:
+    try:
+        return parse_guest(text)
+    except ValueError as e:
+        raise UsageError(f"jobs.{job}.{key}: {e}") from None

@@ -6,6 +6,7 @@ report crosses the network, not the data."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from ..domain.points import RestorePoint
 from ..errors import IntegrityError
@@ -18,10 +19,11 @@ from .outcome import COPY_ERRORS, attempt, copy_state_after, recorded_run
 def verify(points: list[RestorePoint], repos: Mapping[str, Repository], catalog: Catalog,
            reporter: Reporter, clock: Clock, *, full: bool = True, repair: bool = False,
            nodes: Mapping[str, Node] | None = None,
-           access: RepositoryAccess | None = None) -> RunResult:
+           access: RepositoryAccess | None = None,
+           run_args: dict[str, Any] | None = None) -> RunResult:
     """Verify every copy of ``points``. With ``repair``, damaged chunks are quarantined so
     that the next backup of the same data stores them again."""
-    args = {"points": [p.id for p in points], "full": full}
+    args = {"points": [p.id for p in points], "full": full, **(run_args or {})}
     with recorded_run(catalog, clock, "verify", args) as run:
         for point in points:
             for copy in point.copies:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+from freezegun import freeze_time
 
 
 from tests.support import is_root, require
@@ -166,6 +169,15 @@ def test_20_mixed_failures(backed_up):
     items = {i["guest"]: i for i in r.json()["items"]}
     assert items["vm200"]["status"] == "ok"
     assert items["*"]["exit_code"] == 5
+
+
+def test_101_status_with_a_guest_past_its_rpo(backed_up):
+    backed_up.config.write_text(backed_up.config.read_text()
+                                + '[jobs.nightly]\nschedule = "0 1 * * *"\nall = true\n')
+    assert backed_up.run("status").code == 0
+    with freeze_time(datetime.now(timezone.utc) + timedelta(days=2)):
+        r = backed_up.run("status")
+    assert r.code == 101 and "2 guest(s) past their RPO: ct101, vm200" in r.err
 
 
 def test_143_sigterm_during_backup_is_recorded_aborted(lab):

@@ -1,0 +1,103 @@
+"""``vzbackup prune --dry-run``: what retention would keep and remove, and why.
+
+For each guest and each repository holding its points, the policy in force is judged with
+Proxmox VE's prune-backups semantics (``domain.retention``). Never removed, whatever the
+policy: protected points (label ``protected=1``) and each guest's newest verified point
+(a copy checked ``ok``). Removing points comes with garbage collection; this only reads.
+
+Which policy applies to a guest's points in a repository (as in PVE, a job's
+``prune-backups`` wins over its storage's):
+
+1. a job covering the guest whose own repository it is, and that sets any keep-*;
+2. else the repository's ``[retention.REPO]``;
+3. else a job covering the guest that replicates to it and sets any keep-*;
+4. else nothing is removed (keep-all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ..config.model import JobConfig, RetentionConfig
+from ..domain.guests import GuestRef
+from ..domain.points import RestorePoint
+from ..domain.retention import Policy, Verdict, judge
+
+PROTECTED_LABEL = "protected"
+
+
+@dataclass(frozen=True)
+class PolicyInForce:
+    policy: Policy
+    timezone: str
+    source: str  # "job nightly", "retention.offsite", "default (keep-all)"
+
+
+@dataclass(frozen=True)
+class PruneItem:
+    guest: GuestRef
+    repository: str
+    policy: str  # PVE notation
+    source: str
+    point: str
+    created: str  # ISO 8601, UTC
+    decision: str  # keep | remove
+    reason: str
+
+
+def policy_in_force(repository: str, jobs: Iterable[JobConfig],
+                    retention: Mapping[str, RetentionConfig]) -> PolicyInForce:
+    jobs = [j for j in jobs if not j.policy.keeps_everything]
+    own = [j for j in jobs if j.repository == repository]
+    if own:
+        return PolicyInForce(own[0].policy, own[0].timezone, f"job {own[0].name}")
+    if repository in retention:
+        r = retention[repository]
+        return PolicyInForce(r.policy, r.timezone, f"retention.{repository}")
+    replicating = [j for j in jobs if repository in j.replicate_to]
+    if replicating:
+        j = replicating[0]
+        return PolicyInForce(j.policy, j.timezone, f"job {j.name} (replica)")
+    return PolicyInForce(Policy(), "UTC", "default (keep-all)")
+
+
+def plan_prune(points: list[RestorePoint], covering: Mapping[GuestRef, list[JobConfig]],
+               retention: Mapping[str, RetentionConfig],
+               repositories: Iterable[str] | None = None) -> list[PruneItem]:
+    """Every copy of ``points`` (in ``repositories``, or all) with its verdict."""
+    wanted = set(repositories) if repositories is not None else None
+    by_guest: dict[GuestRef, list[RestorePoint]] = {}
+    for p in points:
+        by_guest.setdefault(p.guest, []).append(p)
+    items: list[PruneItem] = []
+    for guest in sorted(by_guest):
+        mine = by_guest[guest]
+        pins = newest_verified(mine)
+        protected = {p.id for p in mine if is_protected(p)}
+        repos = sorted({c.repository for p in mine for c in p.copies})
+        for repo in repos:
+            if wanted is not None and repo not in wanted:
+                continue
+            force = policy_in_force(repo, covering.get(guest, []), retention)
+            held = [(p.id, p.created) for p in mine if any(c.repository == repo for c in p.copies)]
+            for v in judge(held, force.policy, tz=force.timezone, protected=protected,
+                           pinned=pins):
+                items.append(_item(guest, repo, force, v))
+    return items
+
+
+def newest_verified(points: list[RestorePoint]) -> dict[str, str]:
+    """The guest's newest point with a copy verified ``ok`` -> why it is pinned."""
+    verified = [p for p in points if any(c.state == "ok" and c.verified_at for c in p.copies)]
+    newest = max(verified, key=lambda p: p.created, default=None)
+    return {newest.id: "newest verified point"} if newest else {}
+
+
+def is_protected(point: RestorePoint) -> bool:
+    return point.labels.get(PROTECTED_LABEL, "").lower() in ("1", "true", "yes")
+
+
+def _item(guest: GuestRef, repo: str, force: PolicyInForce, v: Verdict) -> PruneItem:
+    return PruneItem(guest, repo, force.policy.describe(), force.source, v.key,
+                     v.created.isoformat(), v.decision, v.reason)
