@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,13 @@ def sh(cmd: str, cwd: Path | None = None) -> float:
     return time.perf_counter() - started
 
 
+def children_cpu() -> float:
+    """CPU seconds (user + system) used so far by finished child processes, theirs included:
+    steadier than wall time on a shared machine, and a floor for it (CPU / cores)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def settle() -> None:
     """Flush dirty pages and let ext4 forget recent deletes (perf.md, trap 2)."""
     os.sync()
@@ -45,7 +53,7 @@ RECENT_DELETES = 60.0  # seconds during which ext4 without a journal creates fil
 
 def wait_after_deletes() -> None:
     """Time nothing while the inodes of a recent deletion (ours or a previous run's) slow
-    down file creation: the repository creates one file per chunk, the baseline one file."""
+    down file creation (the repository creates a file per 16 MiB pack, the baseline one)."""
     try:
         left = RECENT_DELETES - (time.time() - float(CLEANED.read_text()))
     except (OSError, ValueError):
@@ -104,6 +112,9 @@ class Bench:
     def repo_bytes(self) -> int:
         return allocated(self.work / "repo")
 
+    def repo_objects(self) -> int:
+        return sum(1 for p in (self.work / "repo").rglob("*") if p.is_file())
+
 
 def generate(src: Path, gib: float) -> None:
     total_mib = int(gib * 1024)
@@ -140,17 +151,21 @@ def main() -> None:
 
     # full backup vs tar | zstd -1 -T0 (written to a file, as the repository is)
     # (synced like the repository, which is durable before a backup reports success)
+    cpu = children_cpu()
     base_full = sh(f"tar -cf - -C {src} ct101 vm200 --sparse | zstd -1 -T0 -q -o {work}/base.tar.zst"
                    f" && sync -f {work}/base.tar.zst")
+    base_cpu = children_cpu() - cpu
     settle()
+    cpu = children_cpu()
     ours_full = b.vzbackup("backup", "--all")
-    night1 = b.repo_bytes()
+    ours_cpu = children_cpu() - cpu
+    night1, objects1 = b.repo_bytes(), b.repo_objects()
     settle()
 
     changed = change_container(src / "ct101", 0.02, seed=7) + change_vm(src / "vm200", 0.02, seed=8)
     settle()
     ours_incr = b.vzbackup("backup", "--all")
-    night2 = b.repo_bytes() - night1
+    night2, objects2 = b.repo_bytes() - night1, b.repo_objects() - objects1
     settle()
 
     # restore vs zstd -d | tar -x of the same data
@@ -165,11 +180,15 @@ def main() -> None:
     rows = [
         ("full backup", f"{mb / ours_full:7.0f} MB/s", f"{mb / base_full:7.0f} MB/s",
          f"{base_full / ours_full:5.2f}x", "tar -cf - | zstd -1 -T0 > file; sync"),
+        ("  CPU time", f"{ours_cpu:7.1f} s", f"{base_cpu:7.1f} s", f"{base_cpu / ours_cpu:5.2f}x",
+         "user + system, every process"),
         ("stored, night 1", f"{night1 / 1e6:7.0f} MB", f"{base_size / 1e6:7.0f} MB",
          f"{night1 / base_size:5.2f}x", "size of the .tar.zst"),
         ("night 2 (2% change)", f"{mb / ours_incr:7.0f} MB/s", "", "", "incremental backup speed"),
         ("stored, night 2", f"{night2 / 1e6:7.1f} MB", f"{changed / 1e6:7.1f} MB",
          f"{100 * night2 / night1:5.1f}%", "of night 1; baseline column: bytes changed"),
+        ("objects, night 1 / 2", f"{objects1:7d}", f"{objects2:7d}", "",
+         "files in the repository; baseline column: night 2"),
         ("restore", f"{mb / ours_restore:7.0f} MB/s", f"{mb / base_restore:7.0f} MB/s",
          f"{base_restore / ours_restore:5.2f}x", "zstd -d | tar -x"),
     ]

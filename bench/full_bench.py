@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.backup_bench import TOP, bench_config, generate, settle, sh, tree_bytes
+from bench.backup_bench import TOP, bench_config, children_cpu, generate, settle, sh, tree_bytes
 
 
 def ensure_data(work: Path, gib: float) -> Path:
@@ -35,11 +35,13 @@ def ensure_data(work: Path, gib: float) -> Path:
     return src
 
 
-def run_variant(work: Path, src: Path, n: int, variant: str, chunk_kib: int, level: int) -> float:
+def run_variant(work: Path, src: Path, n: int, variant: str, chunk_kib: int, level: int
+                ) -> tuple[float, float]:
+    """Seconds and CPU seconds of one full backup of ``variant``."""
     label, _, rest = variant.partition(":")
     path, *settings = rest.split("+") if rest else ("",)
     run = work / "runs" / f"{n:03d}-{label}"
-    run.mkdir(parents=True)
+    (run / "dst").mkdir(parents=True)  # the config's second node must exist
     config = run / "bench.toml"
     config.write_text(bench_config(str(src), chunk_kib, level))
     env = dict(os.environ)
@@ -52,10 +54,10 @@ def run_variant(work: Path, src: Path, n: int, variant: str, chunk_kib: int, lev
     # cwd: not the project folder, which "python -m" would put ahead of PYTHONPATH
     subprocess.run([*base, "repo", "init"], check=True, stdout=subprocess.DEVNULL, env=env, cwd=run)
     settle()
-    started = time.perf_counter()
+    cpu, started = children_cpu(), time.perf_counter()
     subprocess.run([*base, "backup", "--all"], check=True, stdout=subprocess.DEVNULL, env=env,
                    cwd=run)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, children_cpu() - cpu
 
 
 def main() -> None:
@@ -78,7 +80,7 @@ def main() -> None:
         time.sleep(60)
     (work / "runs").mkdir()
     settle()
-    times: dict[str, list[float]] = {v: [] for v in args.variants}
+    times: dict[str, list[tuple[float, float]]] = {v: [] for v in args.variants}
     if not args.no_baseline:
         times["baseline"] = []
     n = 0
@@ -86,23 +88,26 @@ def main() -> None:
         order = args.variants if r % 2 == 0 else list(reversed(args.variants))
         if not args.no_baseline:
             out = work / "runs" / f"base-{r}.tar.zst"
-            times["baseline"].append(sh(
-                f"tar -cf - -C {src} ct101 vm200 --sparse | zstd -1 -T0 -q -o {out}"
-                f" && sync -f {out}"))
+            cpu = children_cpu()
+            wall = sh(f"tar -cf - -C {src} ct101 vm200 --sparse | zstd -1 -T0 -q -o {out}"
+                      f" && sync -f {out}")
+            times["baseline"].append((wall, children_cpu() - cpu))
             settle()
         for v in order:
             n += 1
             times[v].append(run_variant(work, src, n, v, args.chunk_kib, args.level))
             settle()
-        print(f"round {r + 1}: " + ", ".join(f"{k.split(':')[0]} {t[-1]:.2f}s"
+        print(f"round {r + 1}: " + ", ".join(f"{k.split(':')[0]} {t[-1][0]:.2f}s"
                                               for k, t in times.items()), flush=True)
     print(f"\n{mb:.0f} MB, chunk_avg {args.chunk_kib} KiB, level {args.level}")
-    base = statistics.median(times["baseline"]) if "baseline" in times else None
-    for k, t in times.items():
+    walls = {k: [w for w, _ in t] for k, t in times.items()}
+    base = statistics.median(walls["baseline"]) if "baseline" in walls else None
+    for k, t in walls.items():
         med = statistics.median(t)
+        cpu = statistics.median(c for _, c in times[k])
         ratio = f"  {base / med:.2f}x baseline" if base else ""
         print(f"{k.split(':')[0]:12} median {med:6.2f}s ({mb / med:4.0f} MB/s)  "
-              f"min {min(t):.2f} max {max(t):.2f}{ratio}")
+              f"min {min(t):.2f} max {max(t):.2f}  CPU {cpu:5.2f}s{ratio}")
 
 
 if __name__ == "__main__":

@@ -54,12 +54,12 @@ def test_backup_on_one_ssh_node_and_restore_on_another(pve_site):
 
 
 def test_a_damaged_copy_streamed_to_a_node_leaves_no_guest_there(pve_site):
-    from tests.unit.cli.test_exit_codes import flip_byte_in_a_chunk
+    from tests.unit.cli.test_exit_codes import flip_byte_in_a_pack
 
     lab, pve = pve_site, pve_site.pve
     lab.ok("repo", "init")
     lab.ok("backup", "vm200")
-    flip_byte_in_a_chunk(lab.root / "repo")
+    flip_byte_in_a_pack(lab.root / "repo")
     r = lab.run("restore", "vm200", "--to", "pve2", "--as", "212")
     assert r.code == 7, r
     assert not pve.conf_path("pve2", "vm", 212).exists()

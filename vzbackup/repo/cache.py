@@ -1,121 +1,170 @@
-"""A local cache of the chunk ids a repository is known to hold.
+"""The repository's index as this process knows it, kept in step with the backend.
 
-Two files under the cache directory: ``state.json`` (repository id and the generation the
-cache was built for) and ``chunks.log``, an append-only file of 36-byte records (the id and
-its CRC-32). A torn or garbled record from a crash is skipped. Ids are appended only after
-the backend has flushed them, so the cache never claims a chunk that a crash could lose.
+:meth:`IndexCache.refresh` lists ``index/`` and loads the objects it has not loaded yet.
+An index object never changes and is named by its content's hash, so a local copy
+(``<cache folder>/index/<id>``, checked against its id when read) serves as long as the
+backend lists the id, and copies of objects the backend no longer lists are dropped.
+Anything that removes data (a repair; GC later) bumps the repository's generation: the
+in-memory map is then rebuilt from the objects still listed.
+
+The cache never claims a chunk that a crash could lose: it holds only what index objects
+name, and a writer puts an index object only after the packs it names are durable.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
-import zlib
-from collections.abc import Iterable
+import time
 from pathlib import Path
+
+from ..errors import IntegrityError, ObjectNotFound
+from ..ports import Backend
+from .codec import Codec
+from .format import INDEX_PREFIX, index_key, is_object_id, read_generation
+from .index import ChunkIndex, Location, PackEntries, decode_index
+from .packs import PackEntry
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "state.json"
-LOG_FILE = "chunks.log"
-ID_SIZE = 32
-RECORD_SIZE = ID_SIZE + 4
+LOCAL_INDEX = "index"
 
 
-def _record(chunk_id: bytes) -> bytes:
-    return chunk_id + zlib.crc32(chunk_id).to_bytes(4, "big")
+class IndexCache:
+    """Thread-safe. Lookups never wait; ``refresh`` and ``add_object`` take a lock."""
 
+    def __init__(self, backend: Backend, codec: Codec, folder: Path | None):
+        self.backend, self.codec = backend, codec
+        self.folder = folder / LOCAL_INDEX if folder is not None else None
+        self._lock = threading.RLock()
+        self._index = ChunkIndex()
+        self._loaded: dict[str, tuple[bytes, ...]] = {}  # index id -> the packs it names
+        self._generation: str | None = None  # None: never refreshed
+        self.refreshed_at = float("-inf")  # time.monotonic() when the last refresh began
 
-class ChunkCache:
-    """Ids known to be durable in one repository at one generation. Thread-safe."""
-
-    def __init__(self, folder: Path | None, repo_id: str, generation: str):
-        self.folder = folder
-        self.repo_id = repo_id
-        self.generation = generation
-        self._known: set[bytes] = set()
-        self._lock = threading.Lock()
-        if folder is not None:
-            self._load(folder)
+    @property
+    def chunks(self) -> ChunkIndex:
+        return self._index
 
     def __contains__(self, chunk_id: bytes) -> bool:
-        return chunk_id in self._known
+        return chunk_id in self._index
 
-    def __len__(self) -> int:
-        return len(self._known)
+    def locate(self, chunk_id: bytes) -> Location | None:
+        return self._index.locate(chunk_id)
 
-    def _load(self, folder: Path) -> None:
-        expected = {"repo_id": self.repo_id, "generation": self.generation}
-        try:
-            if json.loads((folder / STATE_FILE).read_text()) == expected:
-                self._known = _read_records(folder / LOG_FILE)
-                log.debug("chunk cache %s: %d ids", folder, len(self._known))
+    def ensure_loaded(self) -> None:
+        if self._generation is None:
+            self.refresh()
+
+    def refresh(self, *, unless_since: float | None = None) -> None:
+        """Learn the index objects written since the last refresh (all of them after a
+        removal). With ``unless_since``: nothing to do if a refresh began after it."""
+        with self._lock:
+            if unless_since is not None and self.refreshed_at >= unless_since:
                 return
-        except (OSError, ValueError):
-            pass
-        self._reset(folder, expected)
+            started = time.monotonic()
+            generation = read_generation(self.backend)
+            listed = {name for name in (i.key[len(INDEX_PREFIX):]
+                                        for i in self.backend.list(INDEX_PREFIX))
+                      if is_object_id(name)}
+            index, loaded = self._index, self._loaded
+            if generation != self._generation or not loaded.keys() <= listed:
+                index, loaded = ChunkIndex(), {}  # something was removed: start over
+            for index_id in sorted(listed - loaded.keys()):
+                packs = self._load(index_id)
+                if packs is not None:
+                    _record(index, loaded, index_id, packs)
+            self._index, self._loaded, self._generation = index, loaded, generation
+            self.refreshed_at = started
+            self._drop_local(listed)
 
-    def _reset(self, folder: Path, state: dict[str, str]) -> None:
-        """Start an empty cache for this repository and generation."""
-        log.info("chunk cache %s is missing or stale; it refills as chunks are checked", folder)
+    def add_object(self, index_id: str, blob: bytes, packs: PackEntries) -> None:
+        """An index object this process has just put."""
+        with self._lock:
+            _record(self._index, self._loaded, index_id, packs)
+            self._write_local(index_id, blob)
+
+    def objects_naming(self, pack_id: bytes) -> list[str]:
+        return [i for i, packs in self._loaded.items() if pack_id in packs]
+
+    def object_packs(self, index_id: str) -> dict[bytes, list[PackEntry]]:
+        """The content of a loaded index object (empty if it is gone or damaged)."""
+        return self._load(index_id) or {}
+
+    def pack_entries(self, pack_id: bytes) -> list[PackEntry]:
+        """What the index says a pack holds."""
+        for index_id in self.objects_naming(pack_id):
+            entries = self.object_packs(index_id).get(pack_id)
+            if entries is not None:
+                return list(entries)
+        return []
+
+    # ---- loading and local copies ------------------------------------------------------
+
+    def _load(self, index_id: str) -> dict[bytes, list[PackEntry]] | None:
+        """An index object's packs: from the local copy, else from the backend. None if it
+        is gone; {} if it is damaged (its chunks count as absent, to be stored again)."""
+        local = self._read_local(index_id)
+        if local is not None:
+            try:
+                return decode_index(self.codec, index_id, local)
+            except IntegrityError:
+                self._remove_local(index_id)  # torn by a crash: fetch it again
         try:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            (folder / LOG_FILE).unlink(missing_ok=True)
-            tmp = folder / f".{STATE_FILE}.{os.getpid()}.tmp"
-            tmp.write_text(json.dumps(state))
-            os.replace(tmp, folder / STATE_FILE)
+            blob = self.backend.get(index_key(index_id))
+        except ObjectNotFound:
+            return None
+        try:
+            packs = decode_index(self.codec, index_id, blob)
+        except IntegrityError as exc:
+            log.warning("%s: %s; the chunks it names count as absent", self.backend.url, exc)
+            return {}
+        self._write_local(index_id, blob)
+        return packs
+
+    def _read_local(self, index_id: str) -> bytes | None:
+        if self.folder is None:
+            return None
+        try:
+            return (self.folder / index_id).read_bytes()
+        except OSError:
+            return None
+
+    def _write_local(self, index_id: str, blob: bytes) -> None:
+        """Atomic but not synced: a copy torn by a crash fails its check and is fetched
+        again."""
+        if self.folder is None:
+            return
+        tmp = self.folder / f".{index_id}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp.write_bytes(blob)
+            os.replace(tmp, self.folder / index_id)
         except OSError as exc:
-            log.warning("chunk cache %s cannot be written (%s); working without it", folder, exc)
+            log.warning("index cache %s cannot be written (%s); working without it",
+                        self.folder, exc)
             self.folder = None
 
-    def add(self, chunk_ids: Iterable[bytes]) -> None:
-        """Record ids that are durable in the repository (after ``Backend.flush``)."""
-        new = [c for c in chunk_ids if c not in self._known]
-        if not new:
+    def _remove_local(self, index_id: str) -> None:
+        if self.folder is not None:
+            (self.folder / index_id).unlink(missing_ok=True)
+
+    def _drop_local(self, listed: set[str]) -> None:
+        """Remove copies of objects the backend no longer lists."""
+        if self.folder is None:
             return
-        with self._lock:
-            self._known.update(new)
-            if self.folder is not None:
-                self._append(new)
-
-    def _state_is_ours(self) -> bool:
-        """False once another process has reset the cache for a newer generation."""
         try:
-            state = json.loads((self.folder / STATE_FILE).read_text())  # type: ignore[operator]
-        except (OSError, ValueError):
-            return False
-        return state == {"repo_id": self.repo_id, "generation": self.generation}
-
-    def _append(self, chunk_ids: list[bytes]) -> None:
-        if not self._state_is_ours():
-            log.info("chunk cache %s belongs to another generation now; not appending",
-                     self.folder)
+            names = [n for n in os.listdir(self.folder) if is_object_id(n)]
+        except OSError:
             return
-        data = b"".join(_record(c) for c in chunk_ids)
-        try:
-            fd = os.open(self.folder / LOG_FILE,  # type: ignore[operator]
-                         os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            log.warning("chunk cache %s cannot be appended (%s)", self.folder, exc)
+        for name in names:
+            if name not in listed:
+                self._remove_local(name)
 
 
-def _read_records(path: Path) -> set[bytes]:
-    """The ids of every intact record; a torn tail is cut off so that appends stay aligned."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return set()
-    if len(data) % RECORD_SIZE:
-        os.truncate(path, len(data) - len(data) % RECORD_SIZE)
-    ids = set()
-    for start in range(0, len(data) - RECORD_SIZE + 1, RECORD_SIZE):
-        record = data[start:start + RECORD_SIZE]
-        if record[ID_SIZE:] == zlib.crc32(record[:ID_SIZE]).to_bytes(4, "big"):
-            ids.add(record[:ID_SIZE])
-    return ids
+def _record(index: ChunkIndex, loaded: dict[str, tuple[bytes, ...]], index_id: str,
+            packs: PackEntries) -> None:
+    for pack_id, entries in packs.items():
+        index.add_pack(pack_id, entries)
+    loaded[index_id] = tuple(packs)

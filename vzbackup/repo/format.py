@@ -1,9 +1,13 @@
-"""The repository's self-description: the ``config`` object, the key, the generation.
+"""The repository's self-description (the ``config`` object, the key, the generation) and
+the names of its objects.
 
 ``config`` (JSON, plaintext) is written last by :func:`init_repository`: its presence is what
 makes a directory or bucket a repository. ``generation`` holds a random token that any
-operation deleting chunks (GC) replaces with :func:`bump_generation`, which invalidates
-every client's cache of known chunks.
+operation removing data (a repair, GC) replaces with :func:`bump_generation`, so that every
+client rebuilds its view of the index.
+
+Format 2 stores chunks in packs (``packs/``) located by index objects (``index/``); format 1
+(one object per chunk under ``chunks/``) was written by development versions only.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from .keys import KDF_COST, KEY_OBJECT, Passphrase, RepoKeys, open_keys, seal_ke
 log = logging.getLogger(__name__)
 
 FORMAT_NAME = "vzbackup-repository"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CONFIG_KEY = "config"
 GENERATION_KEY = "generation"
 ENCRYPTIONS = ("none", "aes-256-gcm")
@@ -63,6 +67,13 @@ class RepoConfig:
             raise RepositoryError(f"{where}: the {CONFIG_KEY} object is not valid JSON") from None
         if name != FORMAT_NAME:
             raise RepositoryError(f"{where}: not a vzbackup repository (format {name!r})")
+        if version == 1:
+            raise RepositoryError(
+                f"{where}: this repository was created by a development version of vzbackup "
+                f"(format 1, one object per chunk); this version reads format {FORMAT_VERSION} "
+                "(pack files) only",
+                hint="Create a new repository in an empty location with 'vzbackup repo init' "
+                     "and back up again; then delete the old one.")
         if version != FORMAT_VERSION:
             raise RepositoryError(
                 f"{where}: repository format version {version!r} is not supported by this "
@@ -177,13 +188,32 @@ def bump_generation(backend: Backend) -> str:
     return token
 
 
-def chunk_key(chunk_id: bytes) -> str:
-    """Chunks fan out over 256 folders by their first byte."""
-    hexid = chunk_id.hex()
-    return f"chunks/{hexid[:2]}/{hexid}"
-
-
+PACK_PREFIX = "packs/"
+INDEX_PREFIX = "index/"
 MANIFEST_PREFIX = "manifests/"
+QUARANTINE_PREFIX = "quarantine/"
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_object_id(name: str) -> bool:
+    """Whether ``name`` is a 64-digit lowercase hex id (a manifest's, a pack's...)."""
+    return len(name) == 64 and set(name) <= _HEX
+
+
+def pack_key(pack_id: bytes) -> str:
+    """Packs fan out over 256 folders by their first byte."""
+    hexid = pack_id.hex()
+    return f"{PACK_PREFIX}{hexid[:2]}/{hexid}"
+
+
+def pack_id_of(key: str) -> bytes | None:
+    """The pack id a ``packs/`` key names, or None for a stray object."""
+    name = key.rpartition("/")[2]
+    return bytes.fromhex(name) if key.startswith(PACK_PREFIX) and is_object_id(name) else None
+
+
+def index_key(index_id: str) -> str:
+    return INDEX_PREFIX + index_id
 
 
 def manifest_key(point_id: str) -> str:

@@ -1,7 +1,8 @@
 """A content-addressed repository of restore points over a ``Backend`` (``ports.Repository``).
 
-Layout: ``config``, ``generation``, ``keys/repokey`` (encrypted repositories),
-``chunks/<2 hex>/<chunk id>``, ``manifests/<point id>``.
+Layout (format 2): ``config``, ``generation``, ``keys/repokey`` (encrypted repositories),
+``packs/<2 hex>/<pack id>`` (chunks, see ``packs.py``), ``index/<index id>`` (which pack
+holds each chunk, see ``index.py``), ``manifests/<point id>``, ``quarantine/<pack id>``.
 """
 
 from __future__ import annotations
@@ -10,44 +11,44 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 from ..errors import IntegrityError, ObjectNotFound, PointNotFound, RepositoryError
 from ..domain.manifest import Manifest, short_id
 from ..ports import Advance, Backend, CopyStats, PointDraft, VerifyReport
-from .cache import ChunkCache
+from .cache import IndexCache
 from .chunker import Chunker, ChunkerParams
 from .codec import Codec
-from .format import (MANIFEST_PREFIX, RepoConfig, bump_generation, chunk_key, chunker_seed,
-                     init_replica, init_repository, manifest_key, open_repository,
-                     read_generation)
+from .format import (MANIFEST_PREFIX, RepoConfig, chunker_seed, init_replica, init_repository,
+                     is_object_id, manifest_key, open_repository)
 from .keys import KDF_COST, Passphrase, RepoKeys, as_passphrase
-from .reader import ChunkPointReader, OrderedFetcher, point_error, stream_problem
+from .packs import PACK_SIZE
+from .quarantine import quarantine_chunks
+from .reader import ChunkPointReader
+from .reindex import ReindexStats, index_unnamed_packs
 from .replicate import copy_point
+from .verify import verify_full, verify_quick
 from .writer import ChunkPointWriter
 
 log = logging.getLogger(__name__)
 
 MAX_MANIFEST = 1 << 30
-QUARANTINE_PREFIX = "quarantine/"
-_HEX = frozenset("0123456789abcdef")
 
 
 class ChunkRepository:
     """``ports.Repository``. Build it with :func:`open_chunk_repository`."""
 
     def __init__(self, name: str, backend: Backend, config: RepoConfig, keys: RepoKeys | None,
-                 cache_folder: Path | None):
+                 cache_folder: Path | None, pack_size: int = PACK_SIZE):
         self.name = name
         self.url = backend.url
         self.backend = backend
         self.config = config
         self.codec = Codec(level=config.compression_level, keys=keys)
         self.chunker = Chunker(config.chunker, seed=chunker_seed(keys))
-        self._cache_folder = cache_folder
-        self._cache: ChunkCache | None = None
+        self.pack_size = pack_size
+        self._index = IndexCache(backend, self.codec, cache_folder)
 
     def __repr__(self) -> str:
         return f"ChunkRepository({self.name!r}, {self.url!r})"
@@ -56,31 +57,35 @@ class ChunkRepository:
     def repo_id(self) -> str:
         return self.config.repo_id
 
-    def _current_cache(self) -> ChunkCache:
-        """The chunk cache, rebuilt when the repository's generation has changed."""
-        generation = read_generation(self.backend)
-        if self._cache is None or self._cache.generation != generation:
-            self._cache = ChunkCache(self._cache_folder, self.repo_id, generation)
-        return self._cache
+    def chunk_index(self, *, refresh: bool = False) -> IndexCache:
+        """Where each chunk is, as this process knows it (loaded on first use; ``refresh``:
+        with what other writers stored since)."""
+        if refresh:
+            self._index.refresh()
+        else:
+            self._index.ensure_loaded()
+        return self._index
 
     # ---- ports.Repository ------------------------------------------------------------------
 
     def new_point(self, draft: PointDraft) -> ChunkPointWriter:
-        cache = self._current_cache()
-        return ChunkPointWriter(self.backend, self.codec, self.chunker, cache, draft)
+        index = self.chunk_index(refresh=True)  # with what other writers stored since
+        return ChunkPointWriter(self.backend, self.codec, self.chunker, index, draft,
+                                self.pack_size)
 
     def open_point(self, point_id: str) -> ChunkPointReader:
-        return ChunkPointReader(self.backend, self.codec, point_id, self.load_manifest(point_id))
+        manifest = self.load_manifest(point_id)
+        return ChunkPointReader(self.backend, self.codec, self.chunk_index(), point_id, manifest)
 
     def point_ids(self) -> Iterator[str]:
         for info in self.backend.list(MANIFEST_PREFIX):
             name = info.key[len(MANIFEST_PREFIX):]
-            if len(name) == 64 and set(name) <= _HEX:
+            if is_object_id(name):
                 yield name
 
     def load_manifest(self, point_id: str) -> Manifest:
         """The manifest, after checking that its bytes hash to ``point_id``."""
-        if len(point_id) != 64 or not set(point_id) <= _HEX:
+        if not is_object_id(point_id):
             raise PointNotFound(f"{self.name}: {point_id!r} is not a full restore point id")
         try:
             blob = self.backend.get(manifest_key(point_id))
@@ -97,101 +102,53 @@ class ChunkRepository:
 
     def verify_point(self, point_id: str, *, full: bool = True,
                      advance: Advance | None = None) -> VerifyReport:
-        """Check a point: quick = every chunk present; full = every chunk and the stream
-        re-read and re-hashed. Data problems are reported, not raised."""
+        """Check a point: quick = every chunk indexed and every pack holding them present;
+        full = every chunk and the stream re-read and re-hashed. Data problems are
+        reported, not raised."""
         try:
             manifest = self.load_manifest(point_id)
         except (PointNotFound, IntegrityError) as exc:
             return VerifyReport(point_id, False, 0, (f"{self.name}: {exc.message}",))
+        checked = len(manifest.chunks)
+        index = self.chunk_index()
         if not full:
-            checked, problems = self._verify_present(point_id, manifest, advance)
+            problems = verify_quick(self.backend, index, point_id, manifest, advance)
             return VerifyReport(point_id, not problems, checked, tuple(problems))
-        checked, problems, damaged = self._verify_full(point_id, manifest, advance)
+        problems, damaged = verify_full(self.backend, self.codec, index, point_id, manifest,
+                                        advance)
         return VerifyReport(point_id, not problems, checked, tuple(problems), tuple(damaged))
 
     def copy_point(self, point_id: str, target: "ChunkRepository",  # type: ignore[override]
                    advance: Advance | None = None) -> CopyStats:
         return copy_point(self, target, point_id, advance)
 
-    def chunk_cache(self) -> ChunkCache:
-        """The ids this process may take as stored here without asking the backend."""
-        return self._current_cache()
-
     def quarantine_chunks(self, chunk_ids: tuple[bytes, ...]) -> int:
-        """Move damaged chunks to ``quarantine/``. The generation is bumped first, so no
-        chunk cache anywhere goes on believing the repository holds them."""
+        """Take the damaged copies of chunks out of the index, their packs to
+        ``quarantine/`` (intact chunks sharing a pack are kept): see ``quarantine.py``."""
         if not chunk_ids:
             return 0
-        bump_generation(self.backend)
-        self.backend.flush()
-        moved = 0
-        for chunk_id in dict.fromkeys(chunk_ids):
-            key = chunk_key(chunk_id)
-            try:
-                blob = self.backend.get(key)
-            except ObjectNotFound:
-                continue
-            self.backend.put(f"{QUARANTINE_PREFIX}{chunk_id.hex()}", blob)
-            self.backend.delete(key)
-            moved += 1
-            log.warning("%s: damaged chunk %s moved to quarantine", self.name, chunk_id.hex())
-        self.backend.flush()
-        self._cache = None
-        return moved
+        return quarantine_chunks(self.backend, self.codec, self._index, chunk_ids,
+                                 pack_size=self.pack_size)
 
-    def _verify_present(self, point_id: str, manifest: Manifest,
-                        advance: Advance | None) -> tuple[int, list[str]]:
-        with ThreadPoolExecutor(4, thread_name_prefix="vzbackup-verify") as pool:
-            infos = pool.map(lambda ref: self.backend.stat(chunk_key(ref.id)), manifest.chunks)
-            problems = []
-            for index, (ref, info) in enumerate(zip(manifest.chunks, infos)):
-                if info is None:
-                    missing = IntegrityError(f"chunk {ref.id.hex()} is missing")
-                    problems.append(point_error(manifest, point_id, index, missing).message)
-                if advance is not None:
-                    advance(ref.size)
-        return len(manifest.chunks), problems
-
-    def _verify_full(self, point_id: str, manifest: Manifest,
-                     advance: Advance | None) -> tuple[int, list[str], list[bytes]]:
-        problems: list[str] = []
-        damaged: list[bytes] = []
-        sha, size = hashlib.sha256(), 0
-        fetcher = OrderedFetcher(self.backend, self.codec, manifest.chunks)
-        try:
-            for index, future in enumerate(fetcher):
-                try:
-                    data = future.result()
-                except IntegrityError as exc:
-                    problems.append(point_error(manifest, point_id, index, exc).message)
-                    if self.backend.stat(chunk_key(manifest.chunks[index].id)) is not None:
-                        damaged.append(manifest.chunks[index].id)
-                    continue
-                sha.update(data)
-                size += len(data)
-                if advance is not None:
-                    advance(len(data))
-        finally:
-            fetcher.close()
-        if not problems:
-            problem = stream_problem(manifest, point_id, size, sha.hexdigest())
-            problems += [problem] if problem else []
-        return len(manifest.chunks), problems, damaged
+    def index_unnamed_packs(self) -> ReindexStats:
+        """Index again the sound packs no index object names (see ``reindex.py``)."""
+        return index_unnamed_packs(self.backend, self.codec, self._index)
 
 
 def open_chunk_repository(name: str, backend: Backend, *, passphrase: Passphrase | str | None,
-                          cache_dir: Path | None,
-                          compression_level: int | None = None) -> ChunkRepository:
+                          cache_dir: Path | None, compression_level: int | None = None,
+                          pack_size: int = PACK_SIZE) -> ChunkRepository:
     """Open the repository on ``backend``. ``passphrase`` is needed when it is encrypted
     (read from a file or environment variable, never argv). The chunk cache lives in
-    ``cache_dir/<repository id>``, so one cache folder serves every repository; None: no
-    cache, and every chunk not seen in this process costs a ``stat``. ``compression_level``
-    overrides the zstd level recorded at init for chunks written from now on."""
+    ``cache_dir/<repository id>`` (copies of its index objects), so one cache folder serves
+    every repository; None: no cache, and every index object is read from the backend once
+    per process. ``compression_level`` overrides the zstd level recorded at init for chunks
+    written from now on; ``pack_size``, the size at which packs are put."""
     config, keys = open_repository(backend, as_passphrase(passphrase))
     if compression_level is not None:
         config = replace(config, compression_level=compression_level)
     folder = cache_dir / config.repo_id if cache_dir is not None else None
-    return ChunkRepository(name, backend, config, keys, folder)
+    return ChunkRepository(name, backend, config, keys, folder, pack_size)
 
 
 def init_chunk_repository(backend: Backend, *, encryption: str = "none",

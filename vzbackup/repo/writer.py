@@ -1,5 +1,6 @@
-"""Writing a restore point: chunk the stream, store the chunks the repository lacks in
-parallel, then (on commit) flush and write the manifest last."""
+"""Writing a restore point: chunk the stream, store the chunks the repository lacks into
+packs in parallel, then (on commit) make the packs durable, name them in an index object and
+write the manifest last."""
 
 from __future__ import annotations
 
@@ -13,80 +14,64 @@ from datetime import timezone
 from typing import BinaryIO
 
 from .. import __version__
-from ..errors import IntegrityError, ObjectNotFound, RepositoryError
+from ..errors import RepositoryError
 from ..domain.manifest import ChunkRef, Manifest, short_id
 from ..ports import Advance, Backend, PointDraft, WriteStats
-from .cache import ChunkCache
+from .cache import IndexCache
 from .chunker import Chunker
 from .codec import Codec
-from .format import chunk_key, manifest_key
+from .format import manifest_key
+from .packer import PackSink
+from .packs import PACK_SIZE, OpenPack
 
 log = logging.getLogger(__name__)
 
 WORKERS = 2  # store threads (3 measured no faster on 2 cores, tar takes its share)
 BATCH_BYTES = 1 << 20  # chunks per store task: ~1 MiB, so thread hand-offs stay rare
 # Buffers of the chunker, reused in turn (fresh memory is slow to touch, perf.md trap 3). They
-# bound memory to ~ BLOCKS x 2 MiB (the chunker's block size) plus one batch per store thread.
+# bound memory to ~ BLOCKS x 2 MiB (the chunker's block size) plus one open pack per thread.
 BLOCKS = 8
-WRITEBACK_BYTES = 128 << 20  # stream bytes between ``writeback`` calls of the backend
+WRITEBACK_BYTES = 128 << 20  # stream bytes between background flushes
+CHECKPOINT_PACKS = 16  # packs put before a background index object names them
 
 
 class ChunkStore:
-    """Stores chunks the repository lacks; thread-safe. Remembers what it wrote or found so
-    the cache can learn them once they are durable."""
+    """Stores the chunks the repository lacks into packs; thread-safe.
 
-    def __init__(self, backend: Backend, codec: Codec, cache: ChunkCache):
-        self.backend, self.codec, self.cache = backend, codec, cache
-        self._claimed: set[bytes] = set()
+    Deduplication trusts only chunks that an index object names, and a pack is named only
+    once it is durable (``PackSink.checkpoint``). A pack that a crashed run left torn or
+    empty (a power loss before its flush) is therefore never relied upon, so, unlike the
+    chunk files of format 1, nothing found on the backend has to be read back first."""
+
+    def __init__(self, codec: Codec, index: IndexCache, sink: PackSink):
+        self.codec, self.index, self.sink = codec, index, sink
+        self._claimed: set[bytes] = set()  # stored by this writer, maybe not named yet
         self._lock = threading.Lock()
-        self.seen: list[bytes] = []  # ids stored or found on the backend, not yet in cache
-        self._put_parts = getattr(backend, "put_parts", None)  # writes without joining
 
-    def store(self, data: memoryview) -> tuple[ChunkRef, int]:
-        """The chunk's reference and the bytes newly stored for it (0 when it existed)."""
+    def store_batch(self, batch: list[memoryview]) -> list[tuple[ChunkRef, int]]:
+        """Each chunk's reference and the bytes newly stored for it (0 when it existed)."""
+        with self.sink.slot() as pack:
+            return [self._store(pack, data) for data in batch]
+
+    def _store(self, pack: OpenPack, data: memoryview) -> tuple[ChunkRef, int]:
         chunk_id = self.codec.chunk_id(data)
         ref = ChunkRef(chunk_id, len(data))
         with self._lock:
-            if chunk_id in self.cache or chunk_id in self._claimed:
+            if chunk_id in self.index or chunk_id in self._claimed:
                 return ref, 0
             self._claimed.add(chunk_id)
-        key = chunk_key(chunk_id)
-        stored = 0
-        if self.backend.stat(key) is None or not self._intact(chunk_id, key, len(data)):
-            parts = self.codec.encode_parts(chunk_id, data)
-            if self._put_parts is not None:
-                self._put_parts(key, parts)
-            else:
-                self.backend.put(key, b"".join(parts))
-            stored = sum(len(p) for p in parts)
-        self.seen.append(chunk_id)
-        return ref, stored
-
-    def _intact(self, chunk_id: bytes, key: str, size: int) -> bool:
-        """Whether a chunk the backend has, but this cache does not know, reads back right.
-        Such a chunk may be left by a run that never flushed it: after a power loss a
-        renamed file can be empty or torn, and deduplicating against it would make this
-        point unrestorable. A damaged one is simply stored again (which also repairs it)."""
-        try:
-            self.codec.decode_chunk(chunk_id, self.backend.get(key), size)
-        except (IntegrityError, ObjectNotFound):
-            log.warning("chunk %s found damaged or missing in the repository: stored again",
-                        chunk_id.hex())
-            return False
-        return True
-
-    def store_batch(self, batch: list[memoryview]) -> list[tuple[ChunkRef, int]]:
-        return [self.store(data) for data in batch]
+        return ref, self.sink.append(pack, chunk_id, self.codec.encode_parts(chunk_id, data),
+                                     len(data))
 
 
 class ChunkPointWriter:
     """``ports.PointWriter`` over a chunk repository."""
 
-    def __init__(self, backend: Backend, codec: Codec, chunker: Chunker, cache: ChunkCache,
-                 draft: PointDraft):
+    def __init__(self, backend: Backend, codec: Codec, chunker: Chunker, index: IndexCache,
+                 draft: PointDraft, pack_size: int = PACK_SIZE):
         self._backend, self._codec, self._chunker = backend, codec, chunker
-        self._store = ChunkStore(backend, codec, cache)
-        self._cache = cache
+        self._sink = PackSink(backend, codec, index, pack_size=pack_size, slots=WORKERS)
+        self._store = ChunkStore(codec, index, self._sink)
         self._draft = draft
         self._stats = WriteStats()
         self._refs: list[ChunkRef] = []
@@ -104,7 +89,7 @@ class ChunkPointWriter:
         whole = hashlib.sha256()
         pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="vzbackup-store")
         hasher = ThreadPoolExecutor(1, thread_name_prefix="vzbackup-sha256")
-        flusher = ThreadPoolExecutor(1, thread_name_prefix="vzbackup-writeback")
+        flusher = ThreadPoolExecutor(1, thread_name_prefix="vzbackup-flush")
         pools = (hasher, pool, flusher)
         try:
             self._pump(stream, pool, hasher, flusher, whole, advance)
@@ -124,8 +109,8 @@ class ChunkPointWriter:
         """Read and chunk in this thread into ``BLOCKS`` reused buffers; hash the whole
         stream in ``hasher`` (one thread: in order) and store batches of chunks in
         ``pool``. A buffer is reused once its hash and its batches are done; results are
-        collected in stream order."""
-        writeback = getattr(self._backend, "writeback", None)
+        collected in stream order. Every ``WRITEBACK_BYTES``, ``flusher`` runs
+        :meth:`_background_flush`."""
         started: Future | None = None
         unsynced = 0
         size = self._chunker.buffer_size
@@ -154,16 +139,25 @@ class ChunkPointWriter:
             in_flight.append((block.buffer, hashed, batches))
             if advance is not None:
                 advance(block.end - block.start)
-            if writeback is not None:
-                unsynced += block.end - block.start
-                if unsynced >= WRITEBACK_BYTES and (started is None or started.done()):
-                    if started is not None:
-                        started.result()  # a writeback error fails the backup here
-                    started, unsynced = flusher.submit(writeback), 0
+            unsynced += block.end - block.start
+            if unsynced >= WRITEBACK_BYTES and (started is None or started.done()):
+                if started is not None:
+                    started.result()  # a flush error fails the backup here
+                started, unsynced = flusher.submit(self._background_flush), 0
         while in_flight:
             self._finish(in_flight.popleft(), free)
         if started is not None:
             started.result()
+
+    def _background_flush(self) -> None:
+        """A head start for the commit: the local backend's ``writeback`` writes the data
+        put so far back to disk while the backup goes on (instead of all at once when the
+        manifest waits for it); every ``CHECKPOINT_PACKS`` packs, an index object names
+        the packs put, so that a run killed later leaves them reusable."""
+        writeback = getattr(self._backend, "writeback", None)
+        if writeback is not None:
+            writeback()
+        self._sink.checkpoint(min_packs=CHECKPOINT_PACKS)
 
     def _finish(self, entry: tuple[bytearray, Future, list[Future]],
                 free: list[bytearray]) -> None:
@@ -186,13 +180,14 @@ class ChunkPointWriter:
         if self._state != "written":
             raise RepositoryError(f"restore point of {self._draft.guest}: commit() in state "
                                   f"{self._state} (write the stream first)")
-        self._backend.flush()  # every chunk durable before the manifest names it
+        self._sink.seal_all()
+        self._sink.checkpoint()  # the packs durable, then an index object names them
+        self._backend.flush()  # that index object (and any this point relies on) durable
         manifest = self._manifest()
         data = manifest.to_bytes()
         point_id = manifest.id
         self._backend.put(manifest_key(point_id), self._codec.encode(bytes.fromhex(point_id), data))
         self._backend.flush()
-        self._cache.add(self._store.seen)
         self._state = "committed"
         log.info("restore point %s of %s: %d chunks, %d new, %d bytes stored", short_id(point_id),
                  self._draft.guest, self._stats.chunks, self._stats.new_chunks,
@@ -211,7 +206,8 @@ class ChunkPointWriter:
             tool_version=__version__)
 
     def abort(self) -> None:
-        """Forget the point: no manifest is written; stored chunks are left to GC."""
+        """Forget the point: no manifest is written; packs put are left to GC (reused by
+        later backups if an index object names them)."""
         if self._state != "committed":
             self._state = "aborted"
 

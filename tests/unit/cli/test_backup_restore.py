@@ -74,13 +74,13 @@ def test_json_output_is_an_envelope_and_progress_stays_off_stdout(backed_up):
 
 
 def test_repair_quarantines_damaged_chunks_and_next_backup_heals_old_points(backed_up):
-    from tests.unit.cli.test_exit_codes import flip_byte_in_a_chunk
+    from tests.unit.cli.test_exit_codes import flip_byte_in_a_pack
     lab = backed_up
-    chunk = flip_byte_in_a_chunk(lab.root / "repo")
+    pack, _ = flip_byte_in_a_pack(lab.root / "repo")
     assert lab.run("backup", "--all").code == 0
     assert lab.run("verify", "--all").code == 7  # the new points reused the damaged chunk
     assert lab.run("verify", "--all", "--repair").code == 7
-    assert not chunk.exists() and (lab.root / "repo" / "quarantine" / chunk.name).exists()
+    assert not pack.exists() and (lab.root / "repo" / "quarantine" / pack.name).exists()
     lab.ok("backup", "--all")  # the guests still hold the data: the chunk is stored anew
     r = lab.ok("verify", "--all", "--json").json()
     assert r["status"] == "success" and len(r["items"]) == 6

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from freezegun import freeze_time
 
-
 from tests.support import is_root, require
 from vzbackup.domain.guests import GuestRef
 from vzbackup.errors import all_error_classes
@@ -19,12 +18,18 @@ from vzbackup.locks import FileLocks
 TOP = Path(__file__).resolve().parents[3]
 
 
-def flip_byte_in_a_chunk(repo: Path) -> Path:
-    chunk = max((p for p in (repo / "chunks").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
-    data = bytearray(chunk.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    chunk.write_bytes(bytes(data))
-    return chunk
+def flip_byte_in_a_pack(repo: Path) -> tuple[Path, str]:
+    """Flip the middle byte of the largest pack; the pack and the id of the chunk hit."""
+    from vzbackup.repo.codec import Codec
+    from vzbackup.repo.packs import read_trailer
+
+    pack = max((p for p in (repo / "packs").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data = bytearray(pack.read_bytes())
+    at = len(data) // 2
+    (hit,) = [e for e in read_trailer(Codec(), data, pack.name) if e.offset <= at < e.offset + e.length]
+    data[at] ^= 0x01
+    pack.write_bytes(bytes(data))
+    return pack, hit.chunk_id.hex()
 
 
 def test_0_success(backed_up):
@@ -73,16 +78,16 @@ def test_6_repository_not_initialised(lab):
 
 def test_7_flipped_byte_fails_verify_and_restore_naming_point_and_chunk(backed_up):
     lab = backed_up
-    chunk = flip_byte_in_a_chunk(lab.root / "repo")
+    _, chunk = flip_byte_in_a_pack(lab.root / "repo")
     r = lab.run("verify", "--all")
     assert r.code == 7, r
-    assert chunk.name[:12] in r.out + r.err
+    assert chunk[:12] in r.out + r.err
     point = next(p for p in lab.ok("points", "--json").json()
                  if any(c["state"] == "corrupt" for c in p["copies"]))
     guest = f"{point['guest']['kind']}{point['guest']['vmid']}"
     r = lab.run("restore", guest, "--to", "node2")
     assert r.code == 7, r
-    assert point["id"][:12] in r.out + r.err and chunk.name[:12] in r.out + r.err
+    assert point["id"][:12] in r.out + r.err and chunk[:12] in r.out + r.err
     assert not (lab.node("node2") / guest).exists()
 
 
@@ -186,9 +191,9 @@ def test_143_sigterm_during_backup_is_recorded_aborted(lab):
     subprocess.run(base + ["repo", "init"], check=True, env=env, capture_output=True)
     proc = subprocess.Popen(base + ["backup", "vm300"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
-    chunks = lab.root / "repo" / "chunks"
+    packs = lab.root / "repo" / "packs"
     deadline = time.monotonic() + 20
-    while not any(p.is_file() for p in chunks.rglob("*")) and time.monotonic() < deadline:
+    while not any(p.is_file() for p in packs.rglob("*")) and time.monotonic() < deadline:
         time.sleep(0.02)  # terminate once the dump is streaming into the repository
     proc.terminate()
     _, err = proc.communicate(timeout=30)

@@ -176,12 +176,12 @@ def test_an_imported_container_restores_onto_a_directory_node(lab):
 
 
 def test_export_of_a_damaged_point_leaves_no_file(lab, tmp_path):
-    from tests.unit.cli.test_exit_codes import flip_byte_in_a_chunk
+    from tests.unit.cli.test_exit_codes import flip_byte_in_a_pack
 
     lab.ok("repo", "init")
     vz.write(lab.root / "dump", "vzdump-lxc-303-2024_01_02-03_04_05.tar", vz.lxc_tar("web5", seed=8))
     lab.ok("import", str(lab.root / "dump"))
-    flip_byte_in_a_chunk(lab.root / "repo")
+    flip_byte_in_a_pack(lab.root / "repo")
     point = lab.ok("points", "--json").json()[0]["id"]
     r = lab.run("export", point, "--to", str(tmp_path / "out"))
     assert r.code == 7, r

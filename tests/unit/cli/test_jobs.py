@@ -160,14 +160,14 @@ def test_a_job_running_elsewhere_is_refused(lab):
 
 
 def test_scheduled_verification_finds_a_damaged_copy(lab):
-    from tests.unit.cli.test_exit_codes import flip_byte_in_a_chunk
+    from tests.unit.cli.test_exit_codes import flip_byte_in_a_pack
 
     with_jobs(lab)
     lab.ok("run", "nightly")
     r = lab.ok("run", "nightly", "--verify", "--json").json()
     assert r["details"]["action"] == "verify" and [s["kind"] for s in r["details"]["steps"]] == ["verify"]
     assert {i["guest"] for i in r["items"]} == {"ct101"}
-    flip_byte_in_a_chunk(lab.root / "repo")
+    flip_byte_in_a_pack(lab.root / "repo")
     r = lab.run("run", "nightly", "--verify", "--json")
     assert r.code == 7
     item = r.json()["items"][0]

@@ -36,8 +36,22 @@ credentials_file = "{creds}"
     return lab
 
 
-def chunk_bytes(repo) -> int:
-    return sum(f.stat().st_size for f in (repo / "chunks").rglob("*") if f.is_file())
+def pack_bytes(repo) -> int:
+    return sum(f.stat().st_size for f in (repo / "packs").rglob("*") if f.is_file())
+
+
+def stored_bytes(repo, point: str) -> int:
+    """The stored bytes of the point's chunks that the index of the repository in ``repo``
+    names."""
+    from vzbackup.repo.backends import open_backend
+    from vzbackup.repo.repository import open_chunk_repository
+
+    opened = open_chunk_repository("r", open_backend(repo.as_uri()), passphrase=None, cache_dir=None)
+    index = opened.chunk_index()
+    chunks = {c.id for c in open_chunk_repository("m", open_backend((repo.parent / "repo").as_uri()),
+                                                  passphrase=None, cache_dir=None
+                                                  ).load_manifest(point).chunks}
+    return sum(index.locate(c).length for c in chunks if c in index)
 
 
 def sent(result) -> int:
@@ -82,21 +96,24 @@ def test_replication_cut_midway_resumes_with_only_the_rest(replicated):
     lab.ok("backup", "vm300")
     lab.config.write_text(lab.config.read_text().replace('url = "file://peer"',
                                                          'url = "file://peer"\nbwlimit_mib = 16'))
+    point = lab.ok("points", "vm300", "--json").json()[0]["id"]
     argv, env = lab.subprocess_argv("--quiet", "replicate", "vm300")
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and chunk_bytes(lab.root / "peer") < 8 << 20:
-        time.sleep(0.05)  # cut once part of it has gone over
+    index = lab.root / "peer" / "index"
+    while time.monotonic() < deadline and not (index.exists() and any(index.iterdir())):
+        time.sleep(0.02)  # cut once a pack has gone over and is indexed
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert all(c["repository"] == "main"
                for p in lab.ok("points", "vm300", "--json").json() for c in p["copies"])
-    partial = chunk_bytes(lab.root / "peer")
+    partial = pack_bytes(lab.root / "peer")
     assert 0 < partial < 40 << 20
+    kept = stored_bytes(lab.root / "peer", point)
+    assert kept > 0
     lab.config.write_text(lab.config.read_text().replace("bwlimit_mib = 16", "bwlimit_mib = 0"))
     rest = sent(lab.ok("replicate", "vm300", "--json").json()[0])
-    total = chunk_bytes(lab.root / "peer")
-    assert rest <= total - partial + 256 * 1024  # at most what was missing (+ chunks in flight)
+    assert rest == stored_bytes(lab.root / "repo", point) - kept  # only what was missing
     lab.ok("verify", "--all")
 
 

@@ -8,7 +8,7 @@ import pytest
 from tests.fakes.pve.cluster import BIN
 from tests.treediff import tree_digest
 from tests.unit.cli.conftest import Lab
-from tests.unit.cli.test_exit_codes import flip_byte_in_a_chunk
+from tests.unit.cli.test_exit_codes import flip_byte_in_a_pack
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_a_failing_vzdump_is_exit_15_naming_guest_node_and_vzdumps_error(plab):
 def test_a_damaged_copy_leaves_no_half_restored_guest(plab):
     lab, pve = plab, plab.pve
     lab.ok("backup", "vm200")
-    flip_byte_in_a_chunk(lab.root / "repo")
+    flip_byte_in_a_pack(lab.root / "repo")
     r = lab.run("restore", "vm200", "--to", "pve1", "--as", "220")
     assert r.code == 7, r
     assert not pve.conf_path("pve1", "vm", 220).exists()  # qmrestore leaves it: removed

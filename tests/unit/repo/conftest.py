@@ -11,6 +11,7 @@ from vzbackup.domain.guests import GuestRef
 from vzbackup.ports import PointDraft
 from vzbackup.repo.backends import open_backend
 from vzbackup.repo.chunker import ChunkerParams
+from vzbackup.repo.packs import PackEntry, read_trailer
 from vzbackup.repo.repository import (ChunkRepository, init_chunk_repository,
                                       open_chunk_repository)
 
@@ -72,3 +73,14 @@ def sparse_like(size: int, seed: int = 0) -> bytes:
 @pytest.fixture
 def repo(tmp_path) -> ChunkRepository:
     return make_repo(tmp_path)
+
+
+def pack_files(repo: ChunkRepository) -> list[Path]:
+    """The pack files of a repository in a local directory."""
+    return sorted(p for p in (Path(repo.backend.root) / "packs").rglob("*") if p.is_file())
+
+
+def stored_chunks(repo: ChunkRepository) -> list[tuple[Path, PackEntry]]:
+    """Every chunk's stored form: the pack file holding it and its entry, from the trailers."""
+    return [(path, entry) for path in pack_files(repo)
+            for entry in read_trailer(repo.codec, path.read_bytes(), path.name)]

@@ -1,60 +1,79 @@
+"""The index as a process knows it: index objects on the backend, local copies, refreshes."""
+
 from __future__ import annotations
 
 import os
+import time
 
-from vzbackup.repo.cache import LOG_FILE, RECORD_SIZE, ChunkCache
+import pytest
 
-
-def ids(n, seed=0):
-    return [bytes([seed, i % 256, i // 256]) + bytes(29) for i in range(n)]
-
-
-def test_persist_and_reload(tmp_path):
-    cache = ChunkCache(tmp_path, "repo1", "gen1")
-    cache.add(ids(10))
-    again = ChunkCache(tmp_path, "repo1", "gen1")
-    assert all(i in again for i in ids(10)) and len(again) == 10
+from vzbackup.repo.backends import open_backend
+from vzbackup.repo.cache import IndexCache
+from vzbackup.repo.codec import Codec
+from vzbackup.repo.format import bump_generation
+from vzbackup.repo.packer import PackSink
 
 
-def test_generation_or_repository_change_invalidates(tmp_path):
-    ChunkCache(tmp_path, "repo1", "gen1").add(ids(5))
-    assert len(ChunkCache(tmp_path, "repo1", "gen2")) == 0
-    ChunkCache(tmp_path, "repo1", "gen1")  # rebuilt for gen1: empty again
-    assert len(ChunkCache(tmp_path, "repo1", "gen1")) == 0
-    ChunkCache(tmp_path, "repo1", "gen1").add(ids(5))
-    assert len(ChunkCache(tmp_path, "repo2", "gen1")) == 0
+@pytest.fixture
+def backend(tmp_path):
+    return open_backend((tmp_path / "repo").as_uri())
 
 
-def test_torn_and_garbled_records_are_ignored(tmp_path):
-    cache = ChunkCache(tmp_path, "r", "g")
-    cache.add(ids(3))
-    log = tmp_path / LOG_FILE
-    with open(log, "ab") as f:
-        f.write(bytes(RECORD_SIZE))  # zero-filled block after a crash: bad CRC
-        f.write(b"\x01" * 20)  # torn last record
-    reloaded = ChunkCache(tmp_path, "r", "g")
-    assert len(reloaded) == 3
-    assert os.path.getsize(log) % RECORD_SIZE == 0  # cut back so appends stay aligned
-    reloaded.add(ids(2, seed=9))
-    assert len(ChunkCache(tmp_path, "r", "g")) == 5
+def store(cache: IndexCache, chunks: list[bytes]) -> list[bytes]:
+    """Store ``chunks`` in one pack named by one index object; their ids."""
+    sink = PackSink(cache.backend, cache.codec, cache)
+    ids = [cache.codec.chunk_id(c) for c in chunks]
+    with sink.slot() as pack:
+        for chunk_id, data in zip(ids, chunks):
+            sink.append(pack, chunk_id, cache.codec.encode_parts(chunk_id, data), len(data))
+    sink.seal_all()
+    sink.checkpoint()
+    return ids
 
 
-def test_without_folder_is_memory_only(tmp_path):
-    cache = ChunkCache(None, "r", "g")
-    cache.add(ids(2))
-    assert ids(2)[0] in cache
+def test_objects_written_elsewhere_are_learnt_on_refresh(backend, tmp_path):
+    codec = Codec()
+    mine, theirs = IndexCache(backend, codec, tmp_path / "c1"), IndexCache(backend, codec, None)
+    mine.refresh()
+    theirs.refresh()
+    ids = store(theirs, [os.urandom(1000) for _ in range(3)])
+    assert all(i in theirs for i in ids) and not any(i in mine for i in ids)
+    mine.refresh()
+    assert all(mine.locate(i) == theirs.locate(i) for i in ids)
+    assert len(list((tmp_path / "c1" / "index").iterdir())) == 1
 
 
-def test_unwritable_folder_degrades_to_memory(tmp_path):
+def test_removed_objects_leave_the_map_and_the_local_copies(backend, tmp_path):
+    cache = IndexCache(backend, Codec(), tmp_path / "c")
+    cache.refresh()
+    kept = store(cache, [b"kept" * 100])
+    before = {i.key for i in backend.list("index/")}
+    gone = store(cache, [b"gone" * 100])
+    (victim,) = {i.key for i in backend.list("index/")} - before
+    bump_generation(backend)  # what a repair does before it removes an index object
+    backend.delete(victim)
+    cache.refresh()
+    assert kept[0] in cache and gone[0] not in cache
+    assert {f"index/{n}" for n in os.listdir(tmp_path / "c" / "index")} == before
+
+
+def test_refresh_unless_since_refreshes_once(backend):
+    cache = IndexCache(backend, Codec(), None)
+    lists = []
+    real = backend.list
+    backend.list = lambda prefix="": lists.append(prefix) or real(prefix)
+    since = time.monotonic()
+    cache.refresh(unless_since=since)
+    cache.refresh(unless_since=since)
+    assert lists == ["index/"]
+    cache.refresh()
+    assert lists == ["index/", "index/"]
+
+
+def test_unwritable_folder_degrades_to_memory(backend, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    cache = ChunkCache(blocker / "sub", "r", "g")
-    cache.add(ids(2))
-    assert ids(2)[1] in cache and cache.folder is None
-
-
-def test_a_stale_process_does_not_append_to_a_newer_cache(tmp_path):
-    old = ChunkCache(tmp_path, "r", "gen1")
-    ChunkCache(tmp_path, "r", "gen2")  # another process saw a GC and reset the cache
-    old.add(ids(3))  # ids the old process checked before the GC
-    assert len(ChunkCache(tmp_path, "r", "gen2")) == 0
+    cache = IndexCache(backend, Codec(), blocker / "sub")
+    cache.refresh()
+    ids = store(cache, [b"data" * 100])
+    assert ids[0] in cache and cache.folder is None

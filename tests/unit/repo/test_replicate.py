@@ -10,14 +10,15 @@ from vzbackup.errors import IntegrityError, RepositoryError
 from vzbackup.repo.backends import open_backend
 from vzbackup.repo.repository import init_replica_repository, open_chunk_repository
 
-from .conftest import backup, make_repo, restore
+from .conftest import backup, make_repo, restore, stored_chunks
 
 
-def replica_of(source, tmp_path, name="replica"):
+def replica_of(source, tmp_path, name="replica", **options):
     backend = open_backend((tmp_path / name).as_uri())
-    init_replica_repository(source, backend)
+    if backend.stat("config") is None:
+        init_replica_repository(source, backend)
     return open_chunk_repository(name, backend, passphrase="pw" if source.config.encrypted else None,
-                                 cache_dir=tmp_path / "cache")
+                                 cache_dir=tmp_path / "cache", **options)
 
 
 def test_encrypted_point_copies_verbatim_and_reads_back(tmp_path):
@@ -54,11 +55,51 @@ def test_a_stranger_repository_is_refused(tmp_path):
 def test_damaged_chunk_is_not_spread(tmp_path):
     source = make_repo(tmp_path)
     manifest, _ = backup(source, os.urandom(100_000))
-    chunk = next(p for p in (tmp_path / "repo" / "chunks").rglob("*") if p.is_file())
-    blob = bytearray(chunk.read_bytes())
-    blob[-1] ^= 1
-    chunk.write_bytes(bytes(blob))
+    path, entry = stored_chunks(source)[-1]
+    blob = bytearray(path.read_bytes())
+    blob[entry.offset + entry.length - 1] ^= 1
+    path.write_bytes(bytes(blob))
     replica = replica_of(source, tmp_path)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(IntegrityError, match=f"{manifest.id[:12]}.*{entry.chunk_id.hex()}"):
         source.copy_point(manifest.id, replica)
     assert list(replica.point_ids()) == []
+
+
+class CutAfter:
+    """A backend whose connection is cut at the ``n``-th pack put."""
+
+    def __init__(self, inner, n: int):
+        self.inner, self.n = inner, n
+        self.url, self.capabilities = inner.url, inner.capabilities
+
+    def put(self, key, data):
+        if key.startswith("packs/"):
+            self.n -= 1
+            if self.n == 0:
+                raise RepositoryError(f"{self.url}: connection cut")
+        self.inner.put(key, data)
+
+    def __getattr__(self, name):  # get, stat, list, delete, flush
+        if name == "put_parts":
+            raise AttributeError(name)  # every write goes through put
+        return getattr(self.inner, name)
+
+
+def test_a_cut_replication_resumes_sending_only_what_is_not_indexed(tmp_path):
+    source = make_repo(tmp_path)
+    data = os.urandom(600_000)
+    manifest, _ = backup(source, data)
+    chunks = len({c.id for c in manifest.chunks})
+    replica = replica_of(source, tmp_path, pack_size=60_000)
+    replica.backend = CutAfter(replica.backend, 4)
+    with pytest.raises(RepositoryError, match="connection cut"):
+        source.copy_point(manifest.id, replica)
+    assert list(replica.point_ids()) == []
+    resumed = replica_of(source, tmp_path, pack_size=60_000)  # as a new process would
+    index = resumed.chunk_index()
+    indexed = sum(1 for c in manifest.chunks if c.id in index)
+    kept = sum(index.locate(c.id).length for c in manifest.chunks if c.id in index)
+    assert kept >= 3 * 60_000  # the three packs put before the cut were indexed
+    stats = source.copy_point(manifest.id, resumed)
+    assert stats.chunks_sent == chunks - indexed  # only the rest
+    assert restore(resumed, manifest.id) == data and resumed.verify_point(manifest.id).ok

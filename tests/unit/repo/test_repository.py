@@ -15,13 +15,9 @@ from vzbackup.repo.chunker import ChunkerParams
 from vzbackup.repo.format import bump_generation
 from vzbackup.repo.repository import open_chunk_repository
 
-from .conftest import backup, draft, make_repo, restore, sparse_like
+from .conftest import backup, draft, make_repo, pack_files, restore, sparse_like, stored_chunks
 
 SECRET = "s3cret-passphrase"
-
-
-def chunk_files(tmp_path: Path) -> list[Path]:
-    return sorted(p for p in (tmp_path / "repo" / "chunks").rglob("*") if p.is_file())
 
 
 def flip(path: Path, pos: int) -> bytes:
@@ -99,36 +95,61 @@ def test_small_change_stores_little(tmp_path):
 
 def test_every_damaged_chunk_is_caught_naming_point_and_chunk(tmp_path):
     repo = make_repo(tmp_path)
+    repo.pack_size = 40_000  # several packs
     data = os.urandom(120_000)
     manifest, _ = backup(repo, data)
-    files = chunk_files(tmp_path)
-    assert len(files) == len(manifest.chunks) > 3
-    index_of = {ref.id.hex(): i for i, ref in enumerate(manifest.chunks)}
-    for path in files:  # every stored chunk file
-        index, ref = index_of[path.name], manifest.chunks[index_of[path.name]]
-        for pos in (0, 3, 7, len(path.read_bytes()) - 1):
-            original = flip(path, pos)
-            pattern = f"{short_id(manifest.id)}.*chunk #{index} of.*{ref.id.hex()}"
+    stored = stored_chunks(repo)
+    assert len(stored) == len(manifest.chunks) > 3 and len(pack_files(repo)) > 1
+    index_of = {ref.id: i for i, ref in enumerate(manifest.chunks)}
+    for path, entry in stored:  # every byte position class of every stored chunk
+        index = index_of[entry.chunk_id]
+        for pos in (0, 3, 7, entry.length - 1):
+            original = flip(path, entry.offset + pos)
+            pattern = f"{short_id(manifest.id)}.*chunk #{index} of.*{entry.chunk_id.hex()}"
             with pytest.raises(IntegrityError, match=pattern):
                 restore(repo, manifest.id)
             report = repo.verify_point(manifest.id, full=True)
             assert not report.ok and len(report.problems) == 1
-            assert short_id(manifest.id) in report.problems[0] and ref.id.hex() in report.problems[0]
+            assert short_id(manifest.id) in report.problems[0]
+            assert entry.chunk_id.hex() in report.problems[0] and path.name[:12] in report.problems[0]
+            assert report.damaged_chunks == (entry.chunk_id,)
             path.write_bytes(original)
     assert restore(repo, manifest.id) == data
 
 
-def test_missing_chunk(tmp_path):
+def test_missing_pack(tmp_path):
     repo = make_repo(tmp_path)
+    repo.pack_size = 30_000
     manifest, _ = backup(repo, os.urandom(100_000))
-    ref = manifest.chunks[2]
-    repo.backend.delete(f"chunks/{ref.id.hex()[:2]}/{ref.id.hex()}")
-    with pytest.raises(IntegrityError, match=f"chunk #2 .*{ref.id.hex()} is missing"):
+    gone = repo.chunk_index().locate(manifest.chunks[2].id).pack_id
+    in_gone = [i for i, ref in enumerate(manifest.chunks)
+               if repo.chunk_index().locate(ref.id).pack_id == gone]
+    assert 2 in in_gone and len(in_gone) < len(manifest.chunks)
+    repo.backend.delete(f"packs/{gone.hex()[:2]}/{gone.hex()}")
+    first = manifest.chunks[in_gone[0]].id.hex()
+    with pytest.raises(IntegrityError,
+                       match=f"chunk #{in_gone[0]} .*{first} is missing .*pack {gone.hex()[:12]}"):
         restore(repo, manifest.id)
     for full in (False, True):
         report = repo.verify_point(manifest.id, full=full)
-        assert not report.ok and "missing" in report.problems[0]
-        assert ref.id.hex() in report.problems[0] and report.chunks_checked == len(manifest.chunks)
+        assert not report.ok and len(report.problems) == len(in_gone)
+        assert all("missing" in p for p in report.problems) and report.damaged_chunks == ()
+        assert manifest.chunks[2].id.hex() in " ".join(report.problems)
+        assert report.chunks_checked == len(manifest.chunks)
+
+
+def test_chunk_no_index_object_names(tmp_path):
+    repo = make_repo(tmp_path)
+    manifest, _ = backup(repo, os.urandom(100_000))
+    for info in list(repo.backend.list("index/")):
+        repo.backend.delete(info.key)
+    lost = open_chunk_repository("t", repo.backend, passphrase=None, cache_dir=None)
+    first = manifest.chunks[0].id.hex()
+    with pytest.raises(IntegrityError, match=f"chunk #0 .*{first} is missing .*names no pack"):
+        restore(lost, manifest.id)
+    for full in (False, True):
+        report = lost.verify_point(manifest.id, full=full)
+        assert not report.ok and len(report.problems) == len(manifest.chunks)
 
 
 def test_manifest_tampering(tmp_path):
@@ -199,28 +220,80 @@ def test_encrypted_objects_reveal_no_plaintext(tmp_path):
     assert restore(repo, manifest.id) == data
 
 
-def test_cache_saves_backend_lookups(tmp_path):
+def test_index_cache_saves_backend_reads(tmp_path):
     repo = make_repo(tmp_path)
     data = os.urandom(200_000)
     backup(repo, data)
     reopened = open_chunk_repository("t", open_backend((tmp_path / "repo").as_uri()),
                                      passphrase=None, cache_dir=tmp_path / "cache")
-    stats = []
-    real_stat = reopened.backend.stat
-    reopened.backend.stat = lambda key: stats.append(key) or real_stat(key)
+    calls = []
+    for name in ("get", "stat"):
+        real = getattr(reopened.backend, name)
+        setattr(reopened.backend, name,
+                lambda key, *a, real=real, name=name: calls.append((name, key)) or real(key, *a))
     _, second = backup(reopened, data)
-    assert stats == [] and second.new_chunks == 0
-    bump_generation(reopened.backend)  # a GC ran: the cache can no longer be trusted
+    assert second.new_chunks == 0
+    assert [c for c in calls if c[1] != "generation"] == []  # no index object read, no stat
+    bump_generation(reopened.backend)  # a repair ran: the index view is rebuilt...
     _, third = backup(reopened, data)
-    assert len(stats) == third.chunks and third.new_chunks == 0
+    assert third.new_chunks == 0
+    assert [c for c in calls if c[1].startswith("index/")] == []  # ...from the local copies
 
 
-def test_without_cache_dir_stat_keeps_dedup(tmp_path):
+def test_index_rebuilt_from_the_backend_when_the_cache_is_lost(tmp_path):
+    import shutil
+
+    repo = make_repo(tmp_path)
+    data = os.urandom(200_000)
+    first, _ = backup(repo, data)
+    backup(repo, data + os.urandom(50_000), vmid=102)
+    objects = {i.key for i in repo.backend.list("index/")}
+    assert len(objects) == 2
+    shutil.rmtree(tmp_path / "cache")
+    reopened = open_chunk_repository("t", repo.backend, passphrase=None,
+                                     cache_dir=tmp_path / "cache")
+    reads = []
+    real_get = reopened.backend.get
+    reopened.backend.get = lambda key, *a: reads.append(key) or real_get(key, *a)
+    _, again = backup(reopened, data, vmid=103)
+    assert again.new_chunks == 0 and {k for k in reads if k.startswith("index/")} == objects
+    assert restore(reopened, first.id) == data
+    local = {p.name for p in (tmp_path / "cache" / repo.repo_id / "index").iterdir()}
+    assert {k.removeprefix("index/") for k in objects} == local
+
+
+def test_local_copies_of_removed_or_torn_index_objects(tmp_path):
+    repo = make_repo(tmp_path)
+    manifest, _ = backup(repo, os.urandom(100_000))
+    local = tmp_path / "cache" / repo.repo_id / "index"
+    (name,) = [p.name for p in local.iterdir()]
+    (local / name).write_bytes(b"")  # torn by a crash: fetched again
+    (local / ("ab" * 32)).write_bytes(b"an object the backend no longer lists")
+    reopened = open_chunk_repository("t", repo.backend, passphrase=None,
+                                     cache_dir=tmp_path / "cache")
+    assert restore(reopened, manifest.id) == restore(repo, manifest.id)
+    assert [p.name for p in local.iterdir()] == [name]
+    assert (local / name).read_bytes() == repo.backend.get(f"index/{name}")
+
+
+def test_without_cache_dir_dedup_reads_the_index(tmp_path):
     repo = make_repo(tmp_path, cache=False)
     data = os.urandom(100_000)
     backup(repo, data)
     again = open_chunk_repository("t", repo.backend, passphrase=None, cache_dir=None)
     assert backup(again, data)[1].new_bytes_stored == 0
+
+
+def test_a_damaged_index_object_makes_its_chunks_absent_not_wrong(tmp_path):
+    repo = make_repo(tmp_path, cache=False)
+    data = os.urandom(100_000)
+    first, _ = backup(repo, data)
+    (key,) = [i.key for i in repo.backend.list("index/")]
+    flip(tmp_path / "repo" / key, 10)
+    again = open_chunk_repository("t", repo.backend, passphrase=None, cache_dir=None)
+    second, stats = backup(again, data)
+    assert stats.new_chunks == len({r.id for r in second.chunks})  # stored anew
+    assert restore(again, second.id) == data == restore(again, first.id)
 
 
 def test_quick_verify_and_progress(repo):
@@ -260,7 +333,7 @@ def test_write_twice_is_refused(repo):
 def test_cache_folder_is_per_repository(tmp_path):
     repo = make_repo(tmp_path)
     backup(repo, os.urandom(50_000))
-    assert (tmp_path / "cache" / repo.repo_id / "chunks.log").stat().st_size > 0
+    assert len(list((tmp_path / "cache" / repo.repo_id / "index").iterdir())) == 1
 
 
 def test_init_with_average_chunk_size(tmp_path):
@@ -286,20 +359,37 @@ def test_compression_level_can_change_when_opening(tmp_path):
     assert restore(faster, first.id) == data and restore(repo, second.id) == data + b"more"
 
 
-def test_torn_chunk_left_by_a_power_loss_is_stored_again_not_deduplicated(tmp_path):
-    """After a power loss a renamed chunk file can be empty: a later backup of the same data
-    must not trust it (the cache never learnt it: it is only filled after a flush)."""
-    from .conftest import backup, make_repo, restore
-
+def test_packs_of_a_run_that_never_indexed_them_are_not_trusted(tmp_path):
+    """After a power loss an unflushed pack can be empty or torn: no index object names it
+    (they are written after a flush), so a later backup of the same data stores it again."""
     data = os.urandom(150_000)
     repo = make_repo(tmp_path)
-    first, _ = backup(repo, data)
-    for chunk in (tmp_path / "repo" / "chunks").rglob("*"):
-        if chunk.is_file():
-            chunk.write_bytes(b"")  # what ext4 may keep of an unflushed file
-    from vzbackup.repo.repository import open_chunk_repository
-    repo = open_chunk_repository("test", repo.backend, passphrase=None, cache_dir=tmp_path / "cache2")
-    second, stats = backup(repo, data)
-    assert stats.new_chunks == stats.chunks  # every empty chunk was stored again
-    assert restore(repo, second.id) == data
-    assert restore(repo, first.id) == data  # and the older point is whole again
+    repo.pack_size = 20_000  # packs are put while the stream is read
+    writer = repo.new_point(draft())
+    writer.write(io.BytesIO(data))
+    writer.abort()  # or killed: no index object, no manifest
+    assert pack_files(repo) and not list(repo.backend.list("index/"))
+    for pack in pack_files(repo):
+        pack.write_bytes(b"")  # what ext4 may keep of an unflushed file
+    manifest, stats = backup(repo, data)
+    assert stats.new_chunks == stats.chunks  # every chunk stored again
+    assert restore(repo, manifest.id) == data
+
+
+def test_a_long_backup_indexes_its_packs_as_it_goes(tmp_path, monkeypatch):
+    """A run killed late leaves most of its packs reusable by the next one."""
+    import vzbackup.repo.writer as writer_module
+
+    monkeypatch.setattr(writer_module, "WRITEBACK_BYTES", 1 << 20)
+    monkeypatch.setattr(writer_module, "CHECKPOINT_PACKS", 2)
+    repo = make_repo(tmp_path)
+    repo.pack_size = 64 * 1024
+    data = os.urandom(12 << 20)
+    writer = repo.new_point(draft())
+    writer.write(io.BytesIO(data))
+    writer.abort()  # or killed: no manifest, but index objects named packs on the way
+    assert list(repo.point_ids()) == [] and list(repo.backend.list("index/"))
+    indexed = len(repo.chunk_index(refresh=True).chunks)
+    manifest, stats = backup(repo, data)
+    assert indexed > 0 and stats.new_chunks == stats.chunks - indexed  # the rest was reused
+    assert restore(repo, manifest.id) == data and repo.verify_point(manifest.id).ok

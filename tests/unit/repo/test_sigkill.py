@@ -41,7 +41,7 @@ class Endless(io.RawIOBase):  # 400 MB: random blocks, text, zeros
         return n
 
 repo = open_chunk_repository("kill", open_backend(sys.argv[1]), passphrase=None,
-                             cache_dir=Path(sys.argv[2]))
+                             cache_dir=Path(sys.argv[2]), pack_size=1 << 20)  # packs put early
 writer = repo.new_point(PointDraft(GuestRef("ct", 999), "victim", "directory", "n1",
                                    datetime.now(timezone.utc)))
 print("ready", flush=True)
@@ -80,9 +80,57 @@ def test_sigkill_never_leaves_a_partial_point(tmp_path):
             assert fresh.verify_point(point_id, full=False).ok
         assert all(not info.key.rpartition("/")[2].startswith(".")
                    for info in fresh.backend.list())
-    assert any(True for _ in fresh.backend.list("chunks/"))  # the kills hit a running backup
+    assert any(True for _ in fresh.backend.list("packs/"))  # the kills hit a running backup
     after = open_chunk_repository("t", open_backend(url), passphrase=None, cache_dir=cache)
     data = os.urandom(300_000) + bytes(200_000)
     manifest, _ = backup(after, data)
     assert restore(after, manifest.id) == data
     assert after.verify_point(manifest.id).ok
+
+
+KILLED_AT_INDEX = r"""
+import io, os, signal, sys
+from datetime import datetime, timezone
+from pathlib import Path
+from vzbackup.domain.guests import GuestRef
+from vzbackup.ports import PointDraft
+from vzbackup.repo.backends import open_backend
+from vzbackup.repo.repository import open_chunk_repository
+
+backend = open_backend(sys.argv[1])
+real_put = backend.put
+
+def put(key, data):  # the process dies after its packs, before its index object
+    if key.startswith("index/"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_put(key, data)
+
+backend.put = put
+repo = open_chunk_repository("kill", backend, passphrase=None, cache_dir=Path(sys.argv[2]),
+                             pack_size=64 * 1024)
+writer = repo.new_point(PointDraft(GuestRef("ct", 999), "victim", "directory", "n1",
+                                   datetime.now(timezone.utc)))
+writer.write(open(sys.argv[3], "rb"))
+writer.commit()
+print("committed", flush=True)
+"""
+
+
+def test_sigkill_between_packs_and_their_index_object(tmp_path):
+    repo = make_repo(tmp_path)
+    data = os.urandom(400_000) + bytes(300_000)
+    (tmp_path / "data").write_bytes(data)
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    child = subprocess.run([sys.executable, "-c", KILLED_AT_INDEX, repo.url,
+                            str(tmp_path / "cache"), str(tmp_path / "data")],
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert child.returncode == -signal.SIGKILL and "committed" not in child.stdout
+    fresh = open_chunk_repository("t", open_backend(repo.url), passphrase=None,
+                                  cache_dir=tmp_path / "cache")
+    assert list(fresh.point_ids()) == [] and list(fresh.backend.list("index/")) == []
+    assert len(list(fresh.backend.list("packs/"))) > 3  # garbage, invisible
+    manifest, stats = backup(fresh, data)
+    assert stats.new_chunks == len({c.id for c in manifest.chunks})  # nothing trusted
+    assert restore(fresh, manifest.id) == data and fresh.verify_point(manifest.id).ok
+    reindexed = fresh.index_unnamed_packs()  # the dead run's packs are sound: adopt them
+    assert reindexed.packs > 3 and reindexed.rejected == 0

@@ -27,6 +27,7 @@ import os
 import platform
 import secrets
 import stat as stat_module
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -69,6 +70,7 @@ class LocalBackend:
         self.url = root.as_uri()
         self._use_syncfs = _SYNCFS is not None and durability != "fsync"
         self._dirty: set[str] = set()  # paths put since the last flush (fsync mode)
+        self._dirty_lock = threading.Lock()  # puts and a background flush run at once
         # temporary names: a random prefix per backend, then a counter (no getrandom per put)
         self._tmp_prefix = secrets.token_hex(6)
         self._tmp_counter = itertools.count()
@@ -115,7 +117,8 @@ class LocalBackend:
             _remove_quietly(tmp)
             raise self._error(exc, "write", key) from exc
         if not self._use_syncfs:
-            self._dirty.add(path)
+            with self._dirty_lock:
+                self._dirty.add(path)
 
     @staticmethod
     def _write_file(path: str, parts: Sequence[bytes | bytearray | memoryview]) -> None:
@@ -185,7 +188,8 @@ class LocalBackend:
             pass
         except OSError as exc:
             raise self._error(exc, "delete", key) from exc
-        self._dirty.discard(self._path(key))
+        with self._dirty_lock:
+            self._dirty.discard(self._path(key))
 
     def flush(self) -> None:
         """syncfs even when this process put nothing: a chunk this backup found already
@@ -225,13 +229,15 @@ class LocalBackend:
             os.close(fd)
 
     def _fsync_dirty(self) -> None:
-        dirty, self._dirty = self._dirty, set()
+        with self._dirty_lock:
+            dirty, self._dirty = self._dirty, set()
         folders = self._folders_to_sync(dirty)
         try:
             for path in sorted(dirty) + sorted(folders):
                 _fsync_path(path)
         except OSError:
-            self._dirty |= dirty  # retry them on the next flush
+            with self._dirty_lock:
+                self._dirty |= dirty  # retry them on the next flush
             raise
 
     def _folders_to_sync(self, paths: set[str]) -> set[str]:
