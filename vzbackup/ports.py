@@ -114,6 +114,13 @@ class CopyStats:
     bytes_sent: int
 
 
+@dataclass(frozen=True)
+class ReindexStats:
+    packs: int  # packs named anew
+    chunks: int  # chunks they hold
+    rejected: int  # packs left out: torn or damaged
+
+
 class Repository(Protocol):
     name: str
     url: str
@@ -128,6 +135,10 @@ class Repository(Protocol):
                    ) -> CopyStats:
         """Copy a point to ``target`` (a replica of this repository): the chunks it lacks,
         then the manifest. Idempotent and resumable."""
+        ...
+
+    def index_unnamed_packs(self) -> ReindexStats:
+        """Name again, in a new index object, every sound pack no index object names."""
         ...
 
     def quarantine_chunks(self, chunk_ids: tuple[bytes, ...]) -> int:

@@ -163,7 +163,7 @@ def test_a_damaged_copy_read_on_the_node_is_marked_and_the_next_one_used(site_la
     assert r.code == 7
     bad = [i for i in r.json()["items"] if i["status"] == "failed"]
     assert [i["node"] for i in bad] == ["on3"] and "chunk" in bad[0]["message"]
-    assert "moved to quarantine" in r.err
+    assert "pack moved to quarantine" in r.err
     lab.ok("backup", "ct101")  # stores the quarantined chunks again
     assert lab.ok("verify", "--all", "--json").json()["status"] == "success"
 

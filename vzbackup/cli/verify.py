@@ -16,7 +16,8 @@ from .render import render_run, run_exit_code
 @click.option("--all", "all_points", is_flag=True, help="Every restore point in the catalogue.")
 @click.option("--quick", is_flag=True, help="Only check that every chunk is present; do not re-read.")
 @click.option("--repair", is_flag=True,
-              help="Move damaged chunks to quarantine, so the next backup stores them anew.")
+              help="Take damaged chunks out (their pack goes to quarantine/, its intact chunks "
+                   "are kept), so the next backup stores them anew.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @pass_cli
 @click.pass_context
@@ -25,9 +26,10 @@ def verify(ctx: click.Context, cli_ctx: CliContext, point: str | None, all_point
     """Re-read restore points' copies, check every chunk and the whole stream, and record
     the result. Exit code 7 when a copy is damaged.
 
-    A damaged chunk stays in place, and a new backup would reuse it, until --repair moves it
-    to quarantine; the next backup of a guest holding the same data then stores it again,
-    and every older point that shares it is whole again."""
+    A damaged chunk stays in place, and a new backup would reuse it, until --repair takes it
+    out (its pack moves to quarantine/ once its intact chunks are copied to a new pack); the
+    next backup of a guest holding the same data then stores it again, and every older point
+    that shares it is whole again."""
     if repair and quick:
         raise UsageError("--repair needs a full verify (drop --quick)")
     if bool(point) == all_points:

@@ -59,8 +59,9 @@ def _verify_copy(point: RestorePoint, repo: Repository, catalog: Catalog, report
         catalog.record_copy_state(point.id, repo.name, "corrupt", clock.now(), level)
         if repair and report.damaged_chunks:
             moved = repo.quarantine_chunks(report.damaged_chunks)
-            reporter.warning(f"{repo.name}: {moved} damaged chunk(s) of {point.id[:12]} moved to "
-                             "quarantine; back up the guest again to store them anew")
+            reporter.warning(f"{repo.name}: {moved} damaged chunk(s) of {point.id[:12]} taken out "
+                             "(their pack moved to quarantine, its intact chunks kept); back up "
+                             "the guest again to store them anew")
         shown = "; ".join(report.problems[:5])
         more = f" (and {len(report.problems) - 5} more)" if len(report.problems) > 5 else ""
         raise IntegrityError(f"restore point {point.id[:12]} of {point.guest} in {repo.name}: "

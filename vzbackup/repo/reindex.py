@@ -9,11 +9,10 @@ it is exactly what a writer sealed; a torn or damaged one is left alone (garbage
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from ..domain.manifest import short_id
 from ..errors import IntegrityError, ObjectNotFound
-from ..ports import Backend
+from ..ports import Backend, ReindexStats
 from .cache import IndexCache
 from .codec import Codec
 from .format import PACK_PREFIX, index_key, pack_id_of
@@ -22,12 +21,6 @@ from .packs import PackEntry, check_pack, read_trailer
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class ReindexStats:
-    packs: int  # packs named anew
-    chunks: int  # chunks they hold
-    rejected: int  # packs left out: torn or damaged
 
 
 def index_unnamed_packs(backend: Backend, codec: Codec, index: IndexCache) -> ReindexStats:
