@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from .domain.clone import CloneRecord
 from .domain.guests import GuestRef, parse_guest
 from .domain.manifest import Manifest
 from .domain.points import RestorePoint
@@ -233,6 +234,11 @@ class Platform(Protocol):
         ``GuestExists`` (without ``force``), ``UnsafeArchive``, ``RestoreFailed``."""
         ...
 
+    def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
+        """Set config keys of an existing guest (``hostname``/``name``, ``netN``), as
+        ``pct set``/``qm set`` do; other keys are left alone. Raises ``GuestNotFound``."""
+        ...
+
 
 @dataclass
 class ImportedArchive:
@@ -304,6 +310,10 @@ class Node(Protocol):
         """``Platform.restore`` on the node."""
         ...
 
+    def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
+        """``Platform.reconfigure`` on the node."""
+        ...
+
     def leftover_snapshots(self) -> list[Leftover]:
         """Snapshots vzbackup made on the node and a crash left (``Snapshotter.leftovers``)."""
         ...
@@ -343,6 +353,8 @@ class Catalog(Protocol):
     def runs(self, limit: int = 20, kind: str | None = None) -> list[RunRecord]: ...
     def run(self, run_id: int) -> RunRecord: ...
     def last_failures(self) -> dict[str, tuple[RunRecord, GuestOutcome]]: ...
+    def record_clone(self, clone: CloneRecord) -> None: ...
+    def clones(self, source: GuestRef | None = None) -> list[CloneRecord]: ...
 
 
 class Locks(Protocol):

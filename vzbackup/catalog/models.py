@@ -176,3 +176,25 @@ class RunItemRow(Base):
     hint: Mapped[str | None] = mapped_column(Text)
 
     run: Mapped[RunRow] = relationship(back_populates="items")
+
+
+class CloneRow(Base):
+    """A guest made from another's restore point (``vzbackup clone``): its lineage. The
+    point it came from is pinned against pruning while the row exists."""
+
+    __tablename__ = "clones"
+    __table_args__ = (
+        CheckConstraint(_one_of("source_kind", GUEST_KINDS), name="source_kind"),
+        CheckConstraint(_one_of("clone_kind", GUEST_KINDS), name="clone_kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_kind: Mapped[str] = mapped_column(String(2))
+    source_vmid: Mapped[int] = mapped_column(Integer, index=True)
+    point_id: Mapped[str] = mapped_column(String(64), index=True)  # no FK: the pin keeps it
+    clone_kind: Mapped[str] = mapped_column(String(2))
+    clone_vmid: Mapped[int] = mapped_column(Integer, unique=True)
+    node: Mapped[str] = mapped_column(String(253))
+    hostname: Mapped[str] = mapped_column(String(253))
+    network: Mapped[str] = mapped_column(String(253))  # the map applied, as given
+    created: Mapped[datetime]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from ..domain.clone import CloneRecord
 from ..domain.guests import GuestRef
 from ..domain.points import Copy, RestorePoint
 from ..ports import GuestInfo
 from ..results import GuestOutcome, RunRecord
-from .models import CopyRow, GuestRow, PointRow, RunItemRow, RunRow
+from .models import CloneRow, CopyRow, GuestRow, PointRow, RunItemRow, RunRow
 
 
 def guest_info(row: GuestRow) -> GuestInfo:
@@ -76,3 +77,9 @@ def item_row(run_id: int, item: GuestOutcome) -> RunItemRow:
         message=item.message,
         hint=item.hint,
     )
+
+
+def clone_record(row: CloneRow) -> CloneRecord:
+    return CloneRecord(GuestRef(row.source_kind, row.source_vmid), row.point_id,  # type: ignore[arg-type]
+                       GuestRef(row.clone_kind, row.clone_vmid), row.node,  # type: ignore[arg-type]
+                       row.hostname, row.network, row.created)

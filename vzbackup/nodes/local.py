@@ -39,6 +39,9 @@ class LocalNode:
                 force: bool = False) -> GuestInfo:
         return self.platform.restore(target, stream, name=name, config=config, force=force)
 
+    def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
+        return self.platform.reconfigure(target, changes)
+
     def leftover_snapshots(self) -> list[Leftover]:
         # a platform without guests_dir keeps its guests directly under the node's root
         return self.snapshotter.leftovers(getattr(self.platform, "guests_dir", self.root))

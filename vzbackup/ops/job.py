@@ -191,7 +191,8 @@ def _prune_preview(job: JobConfig, env: JobEnv, action: str) -> dict:
     covering = covering_jobs(env.jobs or {job.name: job}, env.catalog)
     guests = {ref for ref, jobs in covering.items() if job in jobs}
     points = [p for p in env.catalog.points() if p.guest in guests]
-    plan = plan_prune(points, covering, env.retention, job.repositories)
+    plan = plan_prune(points, covering, env.retention, job.repositories,
+                      env.catalog.clones())
     remove = sum(1 for item in plan if item.decision == "remove")
     if remove:
         env.reporter.info(f"job {job.name}: retention would remove {remove} restore point "

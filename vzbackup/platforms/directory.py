@@ -175,6 +175,17 @@ class DirectoryPlatform:
             restored["vmid"] = str(target.vmid)
         return restored
 
+    def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
+        """Merge ``changes`` into the guest's ``guest.conf`` (written atomically)."""
+        folder = self.folder(target)
+        if not folder.is_dir() or folder.is_symlink():
+            raise GuestNotFound(f"{self._where(target)}: no guest folder {folder}")
+        try:
+            write_config(folder, {**read_config(folder), **changes})
+        except (OSError, ValueError) as e:
+            raise RestoreFailed(f"{self._where(target)}: cannot write {CONFIG_NAME}: {e}") from e
+        return self._info(target)
+
     def cleanup_staging(self, target: GuestRef | None = None) -> list[Path]:
         """Remove restore leftovers of ``target`` (or of every guest) from a crash. Without
         ``target``, call it only while no restore runs on this node (e.g. at start-up)."""

@@ -272,6 +272,21 @@ class ProxmoxPlatform:
                     "disks were already being replaced, so it is not usable: restore again")
         return f"{self._where(target)}: {tool} failed ({said}); nothing was left behind"
 
+    def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
+        """``pct set``/``qm set VMID --key value ...`` (a CT's name is ``hostname``, a VM's
+        ``name``: the other one is translated)."""
+        name_key = "hostname" if target.kind == "ct" else "name"
+        args: list[str] = []
+        for key, value in sorted(changes.items()):
+            key = name_key if key in ("hostname", "name") else key
+            args += [f"--{key}", value]
+        if args:
+            self._guest_cmd(target, "set", *args)
+        found = self.find_guest(target)
+        if found is None:
+            raise GuestNotFound(self._not_here(target))
+        return found
+
     # ---- snapshots, start, stop, status (pve.md 8.1) ----------------------------------------
 
     def snapshot(self, ref: GuestRef, snapname: str, description: str = "") -> None:
