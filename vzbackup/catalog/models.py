@@ -198,3 +198,21 @@ class CloneRow(Base):
     hostname: Mapped[str] = mapped_column(String(253))
     network: Mapped[str] = mapped_column(String(253))  # the map applied, as given
     created: Mapped[datetime]
+
+
+class CheckpointRow(Base):
+    """A guest's checkpoint (a snapshot on its node), by label."""
+
+    __tablename__ = "checkpoints"
+    __table_args__ = (
+        UniqueConstraint("guest_vmid", "label"),
+        CheckConstraint(_one_of("guest_kind", GUEST_KINDS), name="guest_kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guest_kind: Mapped[str] = mapped_column(String(2))
+    guest_vmid: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(40))
+    node: Mapped[str] = mapped_column(String(253))
+    created: Mapped[datetime]
+    expires: Mapped[datetime | None] = mapped_column(index=True)

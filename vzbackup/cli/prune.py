@@ -57,6 +57,12 @@ def prune(cli_ctx: CliContext, guests: tuple[str, ...], dry_run: bool,
                   Text(item.decision, style="yellow" if item.decision == "remove" else ""),
                   Text(item.reason), f"{item.policy} ({item.source})")
     print_table(t)
+    now = app.clock.now()
+    expired = [c for c in app.catalog.checkpoints() if c.expired(now)]
+    if expired:
+        names = ", ".join(f"{c.label} of {c.guest}" for c in expired)
+        click.echo(f"expired checkpoints: {names} ('vzbackup checkpoint drop --expired' or the "
+                   "daemon's next job run removes them)", err=True)
     remove = sum(1 for i in plan if i.decision == "remove")
     click.echo(f"{len(plan) - remove} kept, {remove} would be removed (dry run: nothing removed)",
                err=True)
