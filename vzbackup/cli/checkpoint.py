@@ -7,10 +7,13 @@ import click
 from ..domain.checkpoints import parse_duration
 from ..errors import UsageError
 from ..ops.checkpoint import drop as drop_op, list_checkpoints, rollback as rollback_op, take_checkpoint
+from ..ops.backup import backup as backup_op
+from ..ops.checkpoint import CHECKPOINT_LABEL, CheckpointGone
+from ..ops.restore import plan_restore, restore as restore_op
 from ..ops.selection import select_targets
 from .context import CliContext, pass_cli
 from .main import cli
-from .render import emit_json, print_table, table
+from .render import emit_json, print_table, render_run, run_exit_code, table
 
 
 class _TakeByDefault(click.Group):
@@ -34,10 +37,14 @@ def checkpoint() -> None:
 @click.option("--label", required=True, metavar="LABEL",
               help="Its name (pre-upgrade): lower-case letters, digits, '-', '_'.")
 @click.option("--expire", metavar="DURATION", help="Expire after 30m, 12h, 7d or 2w [default: never].")
+@click.option("--with-backup", is_flag=True,
+              help="Also make a durable restore point of each guest, labelled checkpoint=LABEL, "
+                   "so that 'rollback' can restore it if the node dies.")
 @click.option("--json", "as_json", is_flag=True, help="Print the checkpoints as JSON on stdout.")
 @pass_cli
-def take(cli_ctx: CliContext, guests: tuple[str, ...], label: str, expire: str | None,
-         as_json: bool) -> None:
+@click.pass_context
+def take(ctx: click.Context, cli_ctx: CliContext, guests: tuple[str, ...], label: str,
+         expire: str | None, with_backup: bool, as_json: bool) -> None:
     """Checkpoint GUESTs as one group: all of them, or (on any failure) none.
 
     \b
@@ -50,8 +57,18 @@ def take(cli_ctx: CliContext, guests: tuple[str, ...], label: str, expire: str |
         raise UsageError(f"--expire {expire!r}: expected a duration such as 30m, 12h, 7d, 2w")
     selection = select_targets(app.nodes, list(guests))
     done = take_checkpoint(selection, label, app.catalog, app.locks, app.reporter, app.clock, ttl)
+    result = None
+    if with_backup:
+        repo = app.repository(app.config.backup_repository)
+        result = backup_op(selection, repo, app.catalog, app.locks, app.reporter, app.clock,
+                           {**app.config.backup_labels, CHECKPOINT_LABEL: label}, access=app)
     if as_json:
-        emit_json("checkpoint", [c.to_dict() for c in done])
+        emit_json("checkpoint", {"checkpoints": [c.to_dict() for c in done],
+                                 "backup": result.to_dict() if result else None})
+    elif result is not None:
+        render_run(result, False)
+    if result is not None:
+        ctx.exit(run_exit_code(result))
 
 
 @checkpoint.command("drop")
@@ -81,8 +98,13 @@ def drop(ctx: click.Context, cli_ctx: CliContext, label: str | None, guests: tup
 @cli.command()
 @click.argument("guest")
 @click.argument("label")
+@click.option("--to", "to_node", metavar="NODE",
+              help="If the snapshot is gone (its node died), restore the checkpoint's restore "
+                   "point (--with-backup) onto NODE instead, replacing the guest there.")
 @pass_cli
-def rollback(cli_ctx: CliContext, guest: str, label: str) -> None:
+@click.pass_context
+def rollback(ctx: click.Context, cli_ctx: CliContext, guest: str, label: str,
+             to_node: str | None) -> None:
     """Put GUEST back exactly as it was at checkpoint LABEL (on the node that holds it).
 
     \b
@@ -90,7 +112,17 @@ def rollback(cli_ctx: CliContext, guest: str, label: str) -> None:
     Changes made since the checkpoint are lost. The checkpoint stays (drop it when done).
     """
     app = cli_ctx.app
-    rollback_op(app.catalog, app.nodes, app.locks, app.reporter, guest, label)
+    try:
+        rollback_op(app.catalog, app.nodes, app.locks, app.reporter, guest, label)
+    except CheckpointGone as e:
+        if to_node is None:
+            raise
+        app.reporter.warning(f"{e.message}: restoring it onto {to_node}")
+        plan = plan_restore(app.catalog, app.nodes, app.repositories(), guest, to_node,
+                            point=e.point_id, force=True, access=app)
+        result = restore_op(plan, app.catalog, app.locks, app.reporter, app.clock, access=app)
+        render_run(result, False)
+        ctx.exit(run_exit_code(result))
 
 
 @cli.command()

@@ -17,14 +17,13 @@ from datetime import timedelta
 
 from ..domain.checkpoints import Checkpoint, check_label
 from ..domain.guests import GuestRef
-from ..errors import CheckpointFailed, UsageError, VzError
+from ..domain.points import RestorePoint
+from ..errors import CheckpointFailed, NodeUnreachable, UsageError, VzError
 from ..ports import Catalog, Clock, Locks, Node, Reporter
 from .selection import Selection, require_node, resolve_known_guest
 
 
-@dataclass(frozen=True)
-class CheckpointResult:
-    taken: list[Checkpoint]
+CHECKPOINT_LABEL = "checkpoint"  # the restore point label --with-backup sets
 
 
 @dataclass(frozen=True)
@@ -99,11 +98,36 @@ def rollback(catalog: Catalog, nodes: Mapping[str, Node], locks: Locks, reporter
                                hint=f"List them with 'vzbackup checkpoints {ref}'.")
     c = matches[0]
     node = require_node(nodes, c.node)
-    node.check()
-    with locks.guest(ref, f"rollback {label}"):
-        node.rollback(ref, label)
+    try:
+        node.check()
+        with locks.guest(ref, f"rollback {label}"):
+            node.rollback(ref, label)
+    except (CheckpointFailed, NodeUnreachable) as e:
+        point = backup_of(catalog, ref, label)
+        if point is None:
+            raise
+        raise CheckpointGone(
+            f"rollback of {ref} to checkpoint {label} on node {c.node} failed ({e.message}); "
+            f"restore point {point.id[:12]} was taken with the checkpoint (--with-backup)",
+            point.id,
+            hint=f"Restore it: 'vzbackup rollback {ref} {label} --to NODE' (or 'vzbackup "
+                 f"restore {ref} --to NODE --point {point.id[:12]} --force').") from None
     reporter.info(f"{ref} rolled back to checkpoint {label} on node {node.name}")
     return c
+
+
+class CheckpointGone(CheckpointFailed):
+    """The snapshot cannot be rolled back to, but a restore point was taken with it."""
+
+    def __init__(self, message: str, point_id: str, *, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.point_id = point_id
+
+
+def backup_of(catalog: Catalog, ref: GuestRef, label: str) -> RestorePoint | None:
+    """The newest restore point labelled ``checkpoint=label`` of ``ref`` (--with-backup)."""
+    found = [p for p in catalog.points(ref) if p.labels.get(CHECKPOINT_LABEL) == label]
+    return max(found, key=lambda p: p.created, default=None)
 
 
 def drop(catalog: Catalog, nodes: Mapping[str, Node], locks: Locks, reporter: Reporter, clock: Clock,

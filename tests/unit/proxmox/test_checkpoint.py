@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 from datetime import datetime, timedelta, timezone
 
 from freezegun import freeze_time
 
+from tests.fakes.pve.cluster import BIN
 from tests.unit.proxmox.test_cli import plab  # noqa: F401
 from vzbackup.errors import CheckpointFailed, UsageError
 
@@ -69,3 +71,22 @@ def test_prune_lists_and_a_job_run_drops_expired_checkpoints(plab):  # noqa: F81
     assert [c["label"] for c in lab.ok("checkpoints", "--json").json()] == ["keep"]
     text = pve.conf_path("pve1", "ct", 101).read_text()
     assert "[old]" not in text and "[keep]" in text
+
+
+def test_with_backup_rollback_restores_the_point_when_the_snapshot_is_gone(plab):  # noqa: F811
+    lab, pve = plab, plab.pve
+    f = pve.volume("pve1", "local-lvm:vm-101-disk-0") / "home/demo/f000.txt"
+    before = f.read_bytes()
+    lab.ok("checkpoint", "ct101", "--label", "pre", "--with-backup")
+    point = lab.ok("points", "ct101", "--json").json()[0]
+    assert point["labels"]["checkpoint"] == "pre"
+    subprocess.run([str(BIN / "pct"), "delsnapshot", "101", "pre"], check=True,
+                   capture_output=True)  # the snapshot is lost behind vzbackup's back
+    f.write_bytes(b"broken")
+    r = lab.run("rollback", "ct101", "pre")
+    assert r.code == CheckpointFailed.exit_code
+    assert point["id"][:12] in r.err and "--to NODE" in r.err
+    pve.set_status(101, "stopped")
+    lab.ok("rollback", "ct101", "pre", "--to", "pve1")
+    volid = pve.conf("pve1", "ct", 101)["rootfs"].split(",")[0]
+    assert (pve.volume("pve1", volid) / "home/demo/f000.txt").read_bytes() == before
