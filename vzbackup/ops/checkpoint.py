@@ -5,7 +5,9 @@ a btrfs snapshot on the directory platform), labelled, with an optional expiry; 
 durable. A checkpoint of several guests is one group: every guest's lock is taken first,
 the snapshots are taken back to back, and if one fails those already taken are removed
 (all or nothing). The catalogue records each guest's checkpoint (label, node, created,
-expires); expired ones are removed by ``checkpoint drop --expired``.
+expires); expired ones are removed by ``checkpoint drop --expired`` and by every job
+run. ``--with-backup`` (the CLI) also stores a restore point labelled ``checkpoint=LABEL``:
+when the snapshot or its node is gone, ``rollback`` raises ``CheckpointGone`` naming it.
 """
 
 from __future__ import annotations
