@@ -158,6 +158,12 @@ class GuestCommandFailed(VzError):
     default_hint = "Read the tool's message above; the guest is unchanged unless it says otherwise."
 
 
+class CheckpointFailed(VzError):
+    exit_code = 23
+    summary = "a checkpoint cannot be taken, rolled back to or dropped"
+    default_hint = "List checkpoints with 'vzbackup checkpoints'."
+
+
 class PastRpo(VzError):
     """Not raised: the code ``vzbackup status`` exits with when a guest is past its RPO."""
 

@@ -9,6 +9,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from .domain.checkpoints import Checkpoint
+from .domain.clone import CloneRecord
 from .domain.guests import GuestRef, parse_guest
 from .domain.manifest import Manifest
 from .domain.points import RestorePoint
@@ -207,8 +209,23 @@ class Leftover:
         return {"id": self.id, "guest": self.guest, "kind": self.kind, "detail": self.detail}
 
 
+class PersistentSnapshots(Protocol):
+    """Snapshots that outlive a dump (checkpoints): btrfs subvolumes."""
+
+    def keep(self, path: Path, dest: Path) -> None:
+        """A read-only snapshot of ``path`` at ``dest``."""
+        ...
+
+    def writable(self, snap: Path, dest: Path) -> None:
+        """A writable snapshot of ``snap`` at ``dest`` (to put in the guest's place)."""
+        ...
+
+    def delete(self, snap: Path) -> None: ...
+
+
 class Snapshotter(Protocol):
     name: str
+    persistent: PersistentSnapshots | None  # None: cannot keep snapshots (no checkpoints)
 
     def snapshot(self, path: Path, tag: str) -> AbstractContextManager[Path]:
         """A read-only, consistent view of ``path``, removed on exit whatever happens.
@@ -242,6 +259,15 @@ class Platform(Protocol):
         """Create ``target`` from ``stream``. Reads the stream to EOF *before* the guest is put
         in place, so a stream that fails verification never replaces anything. Raises
         ``GuestExists`` (without ``force``), ``UnsafeArchive``, ``RestoreFailed``."""
+        ...
+
+    def take_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None: ...
+    def rollback_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None: ...
+    def drop_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None: ...
+
+    def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
+        """Set config keys of an existing guest (``hostname``/``name``, ``netN``), as
+        ``pct set``/``qm set`` do; other keys are left alone. Raises ``GuestNotFound``."""
         ...
 
 
@@ -315,6 +341,23 @@ class Node(Protocol):
         """``Platform.restore`` on the node."""
         ...
 
+    def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
+        """``Platform.reconfigure`` on the node."""
+        ...
+
+    def checkpoint(self, ref: GuestRef, label: str) -> None:
+        """Take checkpoint ``label`` of ``ref`` (a snapshot on the node). Raises
+        ``CheckpointFailed`` (platform cannot, exists) or ``NoSpace`` (the guard)."""
+        ...
+
+    def rollback(self, ref: GuestRef, label: str) -> None:
+        """Put ``ref`` back as it was at checkpoint ``label``."""
+        ...
+
+    def drop_checkpoint(self, ref: GuestRef, label: str) -> None:
+        """Remove checkpoint ``label`` of ``ref``; nothing if it is already gone."""
+        ...
+
     def leftover_snapshots(self) -> list[Leftover]:
         """Snapshots vzbackup made on the node and a crash left (``Snapshotter.leftovers``)."""
         ...
@@ -354,6 +397,11 @@ class Catalog(Protocol):
     def runs(self, limit: int = 20, kind: str | None = None) -> list[RunRecord]: ...
     def run(self, run_id: int) -> RunRecord: ...
     def last_failures(self) -> dict[str, tuple[RunRecord, GuestOutcome]]: ...
+    def record_clone(self, clone: CloneRecord) -> None: ...
+    def clones(self, source: GuestRef | None = None) -> list[CloneRecord]: ...
+    def record_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+    def checkpoints(self) -> list[Checkpoint]: ...
+    def forget_checkpoint(self, guest: GuestRef, label: str) -> None: ...
 
 
 class Locks(Protocol):

@@ -176,3 +176,43 @@ class RunItemRow(Base):
     hint: Mapped[str | None] = mapped_column(Text)
 
     run: Mapped[RunRow] = relationship(back_populates="items")
+
+
+class CloneRow(Base):
+    """A guest made from another's restore point (``vzbackup clone``): its lineage. The
+    point it came from is pinned against pruning while the row exists."""
+
+    __tablename__ = "clones"
+    __table_args__ = (
+        CheckConstraint(_one_of("source_kind", GUEST_KINDS), name="source_kind"),
+        CheckConstraint(_one_of("clone_kind", GUEST_KINDS), name="clone_kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_kind: Mapped[str] = mapped_column(String(2))
+    source_vmid: Mapped[int] = mapped_column(Integer, index=True)
+    point_id: Mapped[str] = mapped_column(String(64), index=True)  # no FK: the pin keeps it
+    clone_kind: Mapped[str] = mapped_column(String(2))
+    clone_vmid: Mapped[int] = mapped_column(Integer, unique=True)
+    node: Mapped[str] = mapped_column(String(253))
+    hostname: Mapped[str] = mapped_column(String(253))
+    network: Mapped[str] = mapped_column(String(253))  # the map applied, as given
+    created: Mapped[datetime]
+
+
+class CheckpointRow(Base):
+    """A guest's checkpoint (a snapshot on its node), by label."""
+
+    __tablename__ = "checkpoints"
+    __table_args__ = (
+        UniqueConstraint("guest_vmid", "label"),
+        CheckConstraint(_one_of("guest_kind", GUEST_KINDS), name="guest_kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guest_kind: Mapped[str] = mapped_column(String(2))
+    guest_vmid: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(40))
+    node: Mapped[str] = mapped_column(String(253))
+    created: Mapped[datetime]
+    expires: Mapped[datetime | None] = mapped_column(index=True)

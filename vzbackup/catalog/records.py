@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from ..domain.checkpoints import Checkpoint
+from ..domain.clone import CloneRecord
 from ..domain.guests import GuestRef
 from ..domain.points import Copy, RestorePoint
 from ..ports import GuestInfo
 from ..results import GuestOutcome, RunRecord
-from .models import CopyRow, GuestRow, PointRow, RunItemRow, RunRow
+from .models import CheckpointRow, CloneRow, CopyRow, GuestRow, PointRow, RunItemRow, RunRow
 
 
 def guest_info(row: GuestRow) -> GuestInfo:
@@ -76,3 +78,14 @@ def item_row(run_id: int, item: GuestOutcome) -> RunItemRow:
         message=item.message,
         hint=item.hint,
     )
+
+
+def clone_record(row: CloneRow) -> CloneRecord:
+    return CloneRecord(GuestRef(row.source_kind, row.source_vmid), row.point_id,  # type: ignore[arg-type]
+                       GuestRef(row.clone_kind, row.clone_vmid), row.node,  # type: ignore[arg-type]
+                       row.hostname, row.network, row.created)
+
+
+def checkpoint(row: CheckpointRow) -> Checkpoint:
+    return Checkpoint(GuestRef(row.guest_kind, row.guest_vmid), row.label,  # type: ignore[arg-type]
+                      row.node, row.created, row.expires)

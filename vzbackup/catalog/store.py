@@ -18,6 +18,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from ..domain.checkpoints import Checkpoint
+from ..domain.clone import CloneRecord
 from ..domain.guests import GuestRef
 from ..domain.manifest import SHORT_ID, Manifest
 from ..domain.points import RestorePoint
@@ -27,7 +29,7 @@ from ..results import GuestOutcome
 from . import records
 from .engine import database_errors, for_writing, safe_url
 from .models import (
-    COPY_STATES, RUN_STATUSES, VERIFY_LEVELS, CopyRow, GuestRow, NodeRow, PointRow, RunItemRow,
+    COPY_STATES, RUN_STATUSES, VERIFY_LEVELS, CheckpointRow, CloneRow, CopyRow, GuestRow, NodeRow, PointRow, RunItemRow,
     RunRow,
 )
 from .records import RunRecord
@@ -228,6 +230,58 @@ class SqlCatalog:
     def run(self, run_id: int) -> RunRecord:
         with self._read("reading a run") as s:
             return records.run_record(_existing_run(s, run_id))
+
+    # ---- clones ----------------------------------------------------------------------
+
+    def record_clone(self, clone: CloneRecord) -> None:
+        """Record a clone's lineage; a clone made again under the same VMID replaces it."""
+
+        def work(s: Session) -> None:
+            old = s.scalar(select(CloneRow).where(CloneRow.clone_vmid == clone.clone.vmid))
+            if old is not None:
+                s.delete(old)
+                s.flush()
+            s.add(CloneRow(source_kind=clone.source.kind, source_vmid=clone.source.vmid,
+                           point_id=clone.point_id, clone_kind=clone.clone.kind,
+                           clone_vmid=clone.clone.vmid, node=clone.node, hostname=clone.hostname,
+                           network=clone.network, created=clone.created))
+
+        self._write("recording a clone", work)
+
+    def clones(self, source: GuestRef | None = None) -> list[CloneRecord]:
+        """Clones (of ``source``, or all), oldest first."""
+        query = select(CloneRow).order_by(CloneRow.created, CloneRow.id)
+        if source is not None:
+            query = query.where(CloneRow.source_vmid == source.vmid)
+        with self._read("listing clones") as s:
+            return [records.clone_record(r) for r in s.scalars(query)]
+
+    # ---- checkpoints -----------------------------------------------------------------
+
+    def record_checkpoint(self, checkpoint: Checkpoint) -> None:
+        c = checkpoint
+
+        def work(s: Session) -> None:
+            s.add(CheckpointRow(guest_kind=c.guest.kind, guest_vmid=c.guest.vmid, label=c.label,
+                                node=c.node, created=c.created, expires=c.expires))
+
+        self._write("recording a checkpoint", work, retry=False)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Every checkpoint, by guest then oldest first."""
+        query = select(CheckpointRow).order_by(CheckpointRow.guest_vmid, CheckpointRow.created,
+                                               CheckpointRow.id)
+        with self._read("listing checkpoints") as s:
+            return [records.checkpoint(r) for r in s.scalars(query)]
+
+    def forget_checkpoint(self, guest: GuestRef, label: str) -> None:
+        def work(s: Session) -> None:
+            row = s.scalar(select(CheckpointRow).where(CheckpointRow.guest_vmid == guest.vmid,
+                                                       CheckpointRow.label == label))
+            if row is not None:
+                s.delete(row)
+
+        self._write("forgetting a checkpoint", work)
 
     # ---- units of work ------------------------------------------------------------------
 

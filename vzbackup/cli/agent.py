@@ -155,6 +155,20 @@ def _dispatch(job: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> dict[str, An
         guest = node.restore(_ref(job["target"]), stream, name=job["name"],  # type: ignore[arg-type]
                              config=job["config"], force=job["force"])
         return {"guest": guest.to_dict()}
+    if op == "checkpoint":
+        verb, ref, label = job["verb"], _ref(job["target"]), str(job["label"])
+        if verb == "take":
+            node.checkpoint(ref, label)
+        elif verb == "rollback":
+            node.rollback(ref, label)
+        elif verb == "drop":
+            node.drop_checkpoint(ref, label)
+        else:
+            raise UsageError(f"vzbackup agent: unknown checkpoint verb {verb!r}")
+        return {}
+    if op == "reconfigure":
+        changes = {str(k): str(v) for k, v in dict(job["changes"]).items()}
+        return {"guest": node.reconfigure(_ref(job["target"]), changes).to_dict()}
     if op == "snapshots":
         return {"leftovers": [lo.to_dict() for lo in node.leftover_snapshots()]}
     if op == "snapshot-remove":

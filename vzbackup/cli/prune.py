@@ -28,8 +28,8 @@ def prune(cli_ctx: CliContext, guests: tuple[str, ...], dry_run: bool,
     """Show, for every restore point copy (of GUESTs, or all), whether retention keeps or
     removes it and why. Policies: a job's keep_* for its repository, else
     [retention.REPO], else the keep_* of a job replicating there, else keep-all; with
-    Proxmox VE's prune-backups semantics. Protected points (label protected=1) and each
-    guest's newest verified point are always kept.
+    Proxmox VE's prune-backups semantics. Protected points (label protected=1), each
+    guest's newest verified point and points a clone was made from are always kept.
 
     Only --dry-run exists so far: removal comes with garbage collection.
     """
@@ -46,7 +46,8 @@ def prune(cli_ctx: CliContext, guests: tuple[str, ...], dry_run: bool,
     refs = {resolve_known_guest(known, g) for g in guests}
     points = [p for p in app.catalog.points() if (not refs or p.guest in refs) and
               (job is None or any(j.name == job for j in covering.get(p.guest, [])))]
-    plan = plan_prune(points, covering, app.config.retention, repositories or None)
+    plan = plan_prune(points, covering, app.config.retention, repositories or None,
+                      app.catalog.clones())
     if as_json:
         emit_json("prune-plan", plan)
         return
@@ -56,6 +57,12 @@ def prune(cli_ctx: CliContext, guests: tuple[str, ...], dry_run: bool,
                   Text(item.decision, style="yellow" if item.decision == "remove" else ""),
                   Text(item.reason), f"{item.policy} ({item.source})")
     print_table(t)
+    now = app.clock.now()
+    expired = [c for c in app.catalog.checkpoints() if c.expired(now)]
+    if expired:
+        names = ", ".join(f"{c.label} of {c.guest}" for c in expired)
+        click.echo(f"expired checkpoints: {names} ('vzbackup checkpoint drop --expired' or the "
+                   "daemon's next job run removes them)", err=True)
     remove = sum(1 for i in plan if i.decision == "remove")
     click.echo(f"{len(plan) - remove} kept, {remove} would be removed (dry run: nothing removed)",
                err=True)

@@ -25,7 +25,7 @@ from .render import render_run, run_exit_code
 def run(ctx: click.Context, cli_ctx: CliContext, job: str, verify_only: bool, as_json: bool) -> None:
     """Run job JOB (a [jobs.JOB] table of the config) now, as the daemon would: back up its
     guests, replicate them, verify what was written, and report what retention would
-    remove (nothing is removed). One summary goes to [alerts]. Exit 11 if the job is
+    remove (nothing is removed), and drop expired checkpoints. One summary goes to [alerts]. Exit 11 if the job is
     already running; otherwise as 'backup'."""
     app = cli_ctx.app
     if job not in app.config.jobs:

@@ -39,6 +39,18 @@ class LocalNode:
                 force: bool = False) -> GuestInfo:
         return self.platform.restore(target, stream, name=name, config=config, force=force)
 
+    def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
+        return self.platform.reconfigure(target, changes)
+
+    def checkpoint(self, ref: GuestRef, label: str) -> None:
+        self.platform.take_checkpoint(ref, label, self.snapshotter)
+
+    def rollback(self, ref: GuestRef, label: str) -> None:
+        self.platform.rollback_checkpoint(ref, label, self.snapshotter)
+
+    def drop_checkpoint(self, ref: GuestRef, label: str) -> None:
+        self.platform.drop_checkpoint(ref, label, self.snapshotter)
+
     def leftover_snapshots(self) -> list[Leftover]:
         # a platform without guests_dir keeps its guests directly under the node's root
         return self.snapshotter.leftovers(getattr(self.platform, "guests_dir", self.root))

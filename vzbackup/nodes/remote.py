@@ -95,6 +95,19 @@ class SshNode:
         except OSError as e:
             log.debug("restore stream to node %s cut at its end: %s", self.name, e)
 
+    def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
+        done = self.run({"op": "reconfigure", "target": str(target), "changes": changes})
+        return GuestInfo.from_dict(done["guest"])
+
+    def checkpoint(self, ref: GuestRef, label: str) -> None:
+        self.run({"op": "checkpoint", "verb": "take", "target": str(ref), "label": label})
+
+    def rollback(self, ref: GuestRef, label: str) -> None:
+        self.run({"op": "checkpoint", "verb": "rollback", "target": str(ref), "label": label})
+
+    def drop_checkpoint(self, ref: GuestRef, label: str) -> None:
+        self.run({"op": "checkpoint", "verb": "drop", "target": str(ref), "label": label})
+
     def leftover_snapshots(self) -> list[Leftover]:
         return [Leftover(**lo) for lo in self.run({"op": "snapshots"})["leftovers"]]
 

@@ -6,7 +6,8 @@ and whose steps are runs of their own, tagged with the job's run id:
 1. back up the job's guests (in parallel, within the dump slots) to its repository;
 2. replicate the guests' points to each of its replicas;
 3. verify the copies the run wrote (``verify_after``);
-4. say what retention would remove (removal comes with garbage collection).
+4. say what retention would remove (removal comes with garbage collection);
+5. drop expired checkpoints (of any guest: expiry is the daemon's to enforce).
 
 A guest's outcome is its backup's, made ``failed`` by the first later step that failed for
 it. One summary per run goes to the notifier. ``verify_job`` is the scheduled verification.
@@ -27,6 +28,7 @@ from ..ports import (Catalog, Clock, DumpSlots, JobLocks, Locks, Node, Notifier,
                      Repository, RepositoryAccess)
 from ..results import GuestOutcome, RunResult
 from .backup import backup
+from .checkpoint import drop as drop_checkpoints
 from .membership import covering_jobs
 from .outcome import attempt, recorded_run
 from .prune import plan_prune
@@ -94,7 +96,7 @@ def _recorded(job: JobConfig, env: JobEnv, action: str, trigger: str, steps: Ste
             run.add_outcome(outcome)
         details = {**args, "steps": [{"kind": r.kind, "run_id": r.run_id, "status": r.status}
                                      for r in done],
-                   **_prune_preview(job, env, action)}
+                   **_prune_preview(job, env, action), **_expire_checkpoints(env, action)}
     result = run.result(details)
     _send(env, result)
     if env.after_run is not None:
@@ -185,13 +187,23 @@ def _named(o: GuestOutcome, kind: str) -> GuestOutcome:
     return dataclasses.replace(o, message=f"{kind}{where}: {o.message}")
 
 
+def _expire_checkpoints(env: JobEnv, action: str) -> dict:
+    if action != "backup":
+        return {}
+    result = drop_checkpoints(env.catalog, dict(env.nodes), env.locks, env.reporter, env.clock,
+                              expired=True)
+    return {"checkpoints_expired_dropped": len(result.dropped),
+            "checkpoints_expired_failed": len(result.failed)}
+
+
 def _prune_preview(job: JobConfig, env: JobEnv, action: str) -> dict:
     if action != "backup":
         return {}
     covering = covering_jobs(env.jobs or {job.name: job}, env.catalog)
     guests = {ref for ref, jobs in covering.items() if job in jobs}
     points = [p for p in env.catalog.points() if p.guest in guests]
-    plan = plan_prune(points, covering, env.retention, job.repositories)
+    plan = plan_prune(points, covering, env.retention, job.repositories,
+                      env.catalog.clones())
     remove = sum(1 for item in plan if item.decision == "remove")
     if remove:
         env.reporter.info(f"job {job.name}: retention would remove {remove} restore point "

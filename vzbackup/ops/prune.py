@@ -2,8 +2,9 @@
 
 For each guest and each repository holding its points, the policy in force is judged with
 Proxmox VE's prune-backups semantics (``domain.retention``). Never removed, whatever the
-policy: protected points (label ``protected=1``) and each guest's newest verified point
-(a copy checked ``ok``). Removing points comes with garbage collection; this only reads.
+policy: protected points (label ``protected=1``), each guest's newest verified point
+(a copy checked ``ok``), and points a recorded clone was made from. Removing points comes
+with garbage collection; this only reads.
 
 Which policy applies to a guest's points in a repository (as in PVE, a job's
 ``prune-backups`` wins over its storage's):
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ..config.model import JobConfig, RetentionConfig
+from ..domain.clone import CloneRecord
 from ..domain.guests import GuestRef
 from ..domain.points import RestorePoint
 from ..domain.retention import Policy, Verdict, judge
@@ -64,8 +66,11 @@ def policy_in_force(repository: str, jobs: Iterable[JobConfig],
 
 def plan_prune(points: list[RestorePoint], covering: Mapping[GuestRef, list[JobConfig]],
                retention: Mapping[str, RetentionConfig],
-               repositories: Iterable[str] | None = None) -> list[PruneItem]:
-    """Every copy of ``points`` (in ``repositories``, or all) with its verdict."""
+               repositories: Iterable[str] | None = None,
+               lineage: Iterable[CloneRecord] = ()) -> list[PruneItem]:
+    """Every copy of ``points`` (in ``repositories``, or all) with its verdict. A point a
+    clone in ``lineage`` was made from is pinned."""
+    depended = clone_pins(lineage)
     wanted = set(repositories) if repositories is not None else None
     by_guest: dict[GuestRef, list[RestorePoint]] = {}
     for p in points:
@@ -73,7 +78,7 @@ def plan_prune(points: list[RestorePoint], covering: Mapping[GuestRef, list[JobC
     items: list[PruneItem] = []
     for guest in sorted(by_guest):
         mine = by_guest[guest]
-        pins = newest_verified(mine)
+        pins = {**newest_verified(mine), **{p.id: depended[p.id] for p in mine if p.id in depended}}
         protected = {p.id for p in mine if is_protected(p)}
         repos = sorted({c.repository for p in mine for c in p.copies})
         for repo in repos:
@@ -85,6 +90,15 @@ def plan_prune(points: list[RestorePoint], covering: Mapping[GuestRef, list[JobC
                            pinned=pins):
                 items.append(_item(guest, repo, force, v))
     return items
+
+
+def clone_pins(lineage: Iterable[CloneRecord]) -> dict[str, str]:
+    """Points clones depend on -> why they are pinned."""
+    pins: dict[str, list[str]] = {}
+    for c in lineage:
+        pins.setdefault(c.point_id, []).append(str(c.clone))
+    return {pid: f"clone {', '.join(sorted(set(names)))} depends on it"
+            for pid, names in pins.items()}
 
 
 def newest_verified(points: list[RestorePoint]) -> dict[str, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from ..domain.guests import GuestRef
 from ..domain.placement import Candidate, nearest_first, why_near
@@ -126,15 +127,18 @@ def _restore_from(a: Attempt, plan: RestorePlan, repo: Repository, reporter: Rep
 
 
 def restore_point(node: Node, repo: Repository, point_id: str, target: GuestRef, force: bool,
-                  advance: Advance | None) -> tuple[GuestInfo, int]:
+                  advance: Advance | None, *, name: str | None = None,
+                  config: dict[str, Any] | None = None) -> tuple[GuestInfo, int]:
     """Stream a point from ``repo`` into ``node``'s platform (also what the agent runs on a
-    node). Returns the guest and the stream's size."""
+    node). Returns the guest and the stream's size. ``name`` and ``config`` replace the
+    manifest's (a clone's)."""
     reader = repo.open_point(point_id)
     try:
         m = reader.manifest
         stream = _Counting(reader, advance) if advance is not None else reader
-        guest = node.restore(target, stream, name=m.guest_name,  # type: ignore[arg-type]
-                             config=m.guest_config, force=force)
+        guest = node.restore(target, stream,  # type: ignore[arg-type]
+                             name=m.guest_name if name is None else name,
+                             config=m.guest_config if config is None else config, force=force)
     finally:
         reader.close()
     return guest, m.size

@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 from ..domain.guests import GuestRef
 from ..errors import DumpFailed, GuestExists, GuestNotFound, RestoreFailed
 from ..ports import Dump, GuestInfo, Snapshotter
+from .dircheckpoints import DirectoryCheckpoints
 from .guestconf import CONFIG_NAME, read_config, write_config
 from .hooks import HookScript, hooked
 from .install import install_folder, recover_replaced
@@ -174,6 +175,32 @@ class DirectoryPlatform:
         if "vmid" in restored:
             restored["vmid"] = str(target.vmid)
         return restored
+
+    # ---- checkpoints (dircheckpoints.py) ------------------------------------------------
+
+    def take_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None:
+        self._checkpoints.take(ref, label, snapshotter)
+
+    def rollback_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None:
+        self._checkpoints.rollback(ref, label, snapshotter)
+
+    def drop_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None:
+        self._checkpoints.drop(ref, label, snapshotter)
+
+    @property
+    def _checkpoints(self) -> DirectoryCheckpoints:
+        return DirectoryCheckpoints(self.root, self.node_name)
+
+    def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
+        """Merge ``changes`` into the guest's ``guest.conf`` (written atomically)."""
+        folder = self.folder(target)
+        if not folder.is_dir() or folder.is_symlink():
+            raise GuestNotFound(f"{self._where(target)}: no guest folder {folder}")
+        try:
+            write_config(folder, {**read_config(folder), **changes})
+        except (OSError, ValueError) as e:
+            raise RestoreFailed(f"{self._where(target)}: cannot write {CONFIG_NAME}: {e}") from e
+        return self._info(target)
 
     def cleanup_staging(self, target: GuestRef | None = None) -> list[Path]:
         """Remove restore leftovers of ``target`` (or of every guest) from a crash. Without

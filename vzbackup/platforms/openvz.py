@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..domain.guests import GuestRef
-from ..errors import DumpFailed, EnvironmentBroken, GuestExists, GuestNotFound, RestoreFailed
+from ..errors import CheckpointFailed, DumpFailed, EnvironmentBroken, GuestExists, GuestNotFound, RestoreFailed
 from ..ports import Dump, GuestInfo, Snapshotter
 from .directory import STAGING_PREFIX, remove_tree
 from .install import install_folder
@@ -189,6 +189,30 @@ class OpenVzPlatform:
             return text
         return "".join(f'{k}="{v}"\n' for k, v in config.items()
                        if re.fullmatch(r"[A-Z_][A-Z0-9_]*", k) and isinstance(v, str))
+
+    def take_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None:
+        raise CheckpointFailed(f"checkpoint {label} of {self._where(ref)}: checkpoints of "
+                               "OpenVZ containers are not supported yet",
+                               hint="Take a restore point instead ('vzbackup backup').")
+
+    rollback_checkpoint = drop_checkpoint = take_checkpoint
+
+    def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
+        """Update the container's vps.conf: ``hostname`` is ``HOSTNAME``, upper-case keys
+        (``IP_ADDRESS``) are written as given; ``netN`` (Proxmox keys) do not apply."""
+        path = self._conf_path(target.vmid)
+        if not path.is_file():
+            raise GuestNotFound(f"{self._where(target)}: no config {path}")
+        vz = {("HOSTNAME" if k in ("hostname", "name") else k): v for k, v in changes.items()
+              if k in ("hostname", "name") or re.fullmatch(r"[A-Z_][A-Z0-9_]*", k)}
+        try:
+            write_atomically(path, update_vzconf(path.read_text(encoding="utf-8"), vz))
+        except (OSError, ValueError) as e:
+            raise RestoreFailed(f"{self._where(target)}: cannot update {path}: {e}") from e
+        info = self.find_guest(target)
+        if info is None:
+            raise GuestNotFound(f"{self._where(target)}: vzlist does not list it")
+        return info
 
     def _write_conf(self, target: GuestRef, text: str, name: str, private: Path) -> None:
         changes = {"VE_PRIVATE": str(private), "HOSTNAME": name}

@@ -45,7 +45,7 @@ from typing import Any, BinaryIO
 
 from ..config.model import ProxmoxConfig
 from ..domain.guests import GuestRef
-from ..errors import DumpFailed, GuestCommandFailed, GuestExists, GuestNotFound, RestoreFailed
+from ..errors import CheckpointFailed, DumpFailed, GuestCommandFailed, GuestExists, GuestNotFound, RestoreFailed
 from ..ports import Dump, GuestInfo, Snapshotter
 from .guestconf import parse_config
 from .pvetools import Running, ToolFailed, ToolResult, Tools
@@ -271,6 +271,45 @@ class ProxmoxPlatform:
             return (f"{self._where(target)}: {tool} --force failed ({said}); the old guest's "
                     "disks were already being replaced, so it is not usable: restore again")
         return f"{self._where(target)}: {tool} failed ({said}); nothing was left behind"
+
+    def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
+        """``pct set``/``qm set VMID --key value ...`` (a CT's name is ``hostname``, a VM's
+        ``name``: the other one is translated)."""
+        name_key = "hostname" if target.kind == "ct" else "name"
+        args: list[str] = []
+        for key, value in sorted(changes.items()):
+            key = name_key if key in ("hostname", "name") else key
+            args += [f"--{key}", value]
+        if args:
+            self._guest_cmd(target, "set", *args)
+        found = self.find_guest(target)
+        if found is None:
+            raise GuestNotFound(self._not_here(target))
+        return found
+
+    # ---- checkpoints: pct/qm snapshot, rollback, delsnapshot (pve.md 8.1) ----
+
+    def take_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None:
+        try:
+            self.snapshot(ref, label, "vzbackup checkpoint")
+        except GuestCommandFailed as e:
+            raise CheckpointFailed(f"checkpoint {label}: {e.message}", hint=e.hint) from None
+
+    def rollback_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None:
+        try:
+            self.rollback(ref, label)
+        except GuestCommandFailed as e:
+            raise CheckpointFailed(f"rollback to checkpoint {label}: {e.message}",
+                                   hint=e.hint) from None
+
+    def drop_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None:
+        try:
+            self.delete_snapshot(ref, label)
+        except GuestCommandFailed as e:
+            if "does not exist" in e.message:
+                return
+            raise CheckpointFailed(f"dropping checkpoint {label}: {e.message}",
+                                   hint=e.hint) from None
 
     # ---- snapshots, start, stop, status (pve.md 8.1) ----------------------------------------
 

@@ -38,6 +38,16 @@ class BtrfsSnapshotter:
 
     def __init__(self, btrfs: str = "btrfs"):
         self.btrfs = btrfs
+        self.persistent = self  # checkpoints: keep, writable, delete
+
+    def keep(self, path: Path, dest: Path) -> None:
+        if not self.is_subvolume(path):
+            raise DumpFailed(f"{path} is not a btrfs subvolume, so no checkpoint can be taken",
+                             hint="Make the guest folder a subvolume ('btrfs subvolume create').")
+        self._run("subvolume", "snapshot", "-r", str(path), str(dest))
+
+    def writable(self, snap: Path, dest: Path) -> None:
+        self._run("subvolume", "snapshot", str(snap), str(dest))
 
     @contextmanager
     def snapshot(self, path: Path, tag: str) -> Iterator[Path]:

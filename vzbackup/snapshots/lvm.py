@@ -61,6 +61,7 @@ class Watch:
 
 class LvmSnapshotter:
     name = "lvm"
+    persistent = None  # checkpoints on LVM: not yet
 
     def __init__(self, volume: str, mountpoint: Path, node: str, *, size: str = "",
                  mount_dir: Path = Path("/run/vzbackup/snapshots"), poll: float = 2.0,

@@ -11,6 +11,7 @@ from ..ports import Leftover
 
 class NoSnapshot:
     name = "none"
+    persistent = None
 
     @contextmanager
     def snapshot(self, path: Path, tag: str) -> Iterator[Path]:

@@ -101,6 +101,36 @@ def show_list(type_: str, sub: str, argv: list[str]) -> int:
     return 0
 
 
+# ---- set (pve.md 10.3: property strings; not a task: nothing printed on success) ---------------
+
+
+SET_KEYS = {"lxc": ("hostname", "description", "memory", "swap", "cores", "tags", "onboot"),
+            "qemu": ("name", "description", "memory", "cores", "tags", "onboot", "smbios1")}
+
+
+def set_config(type_: str, sub: str, argv: list[str]) -> int:
+    options = {k: Opt("str") for k in SET_KEYS[type_]}
+    options.update({f"net{i}": Opt("str") for i in range(32)})
+    options.update({"skiplock": Opt("bool"), "delete": Opt("str")})
+    pos, opts = parse(Command(f"{tool(type_)} set <vmid> [OPTIONS]", ("vmid",), options, VMID),
+                      argv)
+    conf = state.load_local(pos["vmid"], type_)
+    if "lock" in conf.values and not opts.get("skiplock"):
+        raise Die(f"{word(type_)} is locked ({conf.values['lock']})")
+    for key, value in opts.items():
+        if key in ("skiplock", "delete"):
+            continue
+        if key.startswith("net") and type_ == "lxc" and "name=" not in str(value):
+            raise Die("400 Parameter verification failed.",
+                      f"{key}: missing property - 'name' is required", cmd_usage(type_, sub))
+        conf.values[key] = str(value)
+    for key in str(opts.get("delete") or "").replace(";", ",").split(","):
+        if key:
+            conf.values.pop(key.strip(), None)
+    conf.save()
+    return 0
+
+
 # ---- start, stop, unlock, destroy ---------------------------------------------------------------
 
 
@@ -297,4 +327,4 @@ def _copy(src, dst) -> None:  # noqa: ANN001
 
 HANDLERS = {"config": show_config, "list": show_list, "start": start_stop, "stop": start_stop,
             "unlock": unlock, "destroy": destroy, "snapshot": snapshot, "rollback": rollback,
-            "delsnapshot": delsnapshot, "listsnapshot": listsnapshot}
+            "delsnapshot": delsnapshot, "listsnapshot": listsnapshot, "set": set_config}

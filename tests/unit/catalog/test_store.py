@@ -268,3 +268,30 @@ def test_concurrent_writers_do_not_fail(catalog_url):
     assert all(len(p.copies) == 2 for p in check.points())
     assert len(check.runs(limit=1000)) == 80
     check.close()
+
+
+def test_clone_lineage_is_recorded_listed_by_source_and_replaced_by_vmid(catalog):
+    from vzbackup.domain.clone import CloneRecord
+
+    c = CloneRecord(CT101, "a" * 64, GuestRef("ct", 201), "node3", "staging", "vmbr0=vmbr9", T0)
+    catalog.record_clone(c)
+    catalog.record_clone(CloneRecord(GuestRef("vm", 200), "b" * 64, GuestRef("vm", 202), "node3",
+                                     "app2", "isolated", T0 + timedelta(hours=1)))
+    assert catalog.clones(CT101) == [c] and is_aware_utc(catalog.clones()[0].created)
+    again = CloneRecord(CT101, "c" * 64, GuestRef("ct", 201), "node4", "staging", "", T0)
+    catalog.record_clone(again)
+    assert [x.point_id[0] for x in catalog.clones()] == ["c", "b"]
+
+
+def test_checkpoints_are_recorded_listed_unique_per_guest_and_label_and_forgotten(catalog):
+    from vzbackup.domain.checkpoints import Checkpoint
+
+    a = Checkpoint(CT101, "pre-upgrade", "node1", T0, T0 + timedelta(days=7))
+    b = Checkpoint(GuestRef("vm", 200), "pre-upgrade", "node1", T0)
+    catalog.record_checkpoint(a)
+    catalog.record_checkpoint(b)
+    assert catalog.checkpoints() == [a, b] and is_aware_utc(catalog.checkpoints()[0].expires)
+    with pytest.raises(CatalogError):
+        catalog.record_checkpoint(a)
+    catalog.forget_checkpoint(CT101, "pre-upgrade")
+    assert catalog.checkpoints() == [b]

@@ -242,3 +242,8 @@ def test_21_bad_archive(lab):
     (lab.root / "vzdump-lxc-101-2024_01_02-03_04_05.tar").write_bytes(b"not a tar" * 100)
     r = lab.run("import", str(lab.root / "vzdump-lxc-101-2024_01_02-03_04_05.tar"))
     assert r.code == 21 and "vzdump-lxc-101-2024_01_02-03_04_05.tar" in r.err
+
+
+def test_23_checkpoint_failed(lab):
+    r = lab.run("checkpoint", "ct101", "--label", "pre-upgrade")  # snapshotter none: cannot
+    assert r.code == 23 and "ct101" in r.err and "node1" in r.err and "pre-upgrade" in r.err
