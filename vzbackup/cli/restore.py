@@ -31,6 +31,9 @@ def restore(ctx: click.Context, cli_ctx: CliContext, guest: str, to_node: str, p
     \b
     Example: vzbackup restore ct101 --to node7
     The guest is put in place only after its whole stream was read and verified.
+    Copies are tried nearest first (NODE's own disk, this host, a peer node, S3); a copy
+    that cannot be read is skipped, a damaged one marked corrupt. --dry-run shows the
+    order and why. On an SSH node the restore runs on the node, which reads the copy itself.
     """
     app = cli_ctx.app
     plan = plan_restore(app.catalog, app.nodes, app.repositories(), guest, to_node, point=point,
