@@ -48,6 +48,7 @@ from ..domain.guests import GuestRef
 from ..errors import CheckpointFailed, DumpFailed, GuestCommandFailed, GuestExists, GuestNotFound, RestoreFailed
 from ..ports import Dump, GuestInfo, Snapshotter
 from .guestconf import parse_config
+from .vzdumplog import parse_vzdump_log
 from .pvetools import Running, ToolFailed, ToolResult, Tools
 
 log = logging.getLogger(__name__)
@@ -139,14 +140,17 @@ class ProxmoxPlatform:
         return args
 
     def _judge_dump(self, ref: GuestRef, result: ToolResult, marks: list[str]) -> list[str]:
-        if result.code != 0:
-            raise DumpFailed(f"{self._where(ref)}: vzdump failed (exit {result.code}): "
-                             f"{result.message()}", hint=_dump_hint(result.message(), ref))
-        if not any(line.startswith(f"INFO: Finished Backup of VM {ref.vmid} ") for line in marks):
+        log = parse_vzdump_log(marks)  # the task log's lines that decide (vzdumplog.py)
+        guest = log.guest(ref.vmid)
+        if result.code != 0 or (guest is not None and guest.failure) or log.job == "failed":
+            cause = (guest.failure if guest else "") or log.job_error or result.message()
+            raise DumpFailed(f"{self._where(ref)}: vzdump failed (exit {result.code}): {cause}",
+                             hint=_dump_hint(result.message(), ref))
+        if guest is None or not guest.ok:
             raise DumpFailed(f"{self._where(ref)}: vzdump exited 0 without backing up VMID "
                              f"{ref.vmid} (it skips guests that live on another node)",
                              hint="Run 'vzbackup backup' again: guests are looked up anew.")
-        return [line.removeprefix("WARN: ") for line in marks if line.startswith("WARN: ")]
+        return guest.warnings + log.warnings
 
     def _not_here(self, ref: GuestRef) -> str:
         other = self.holder(ref.vmid)

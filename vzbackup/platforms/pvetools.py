@@ -102,7 +102,7 @@ class Running:
         self.proc = proc
         self.err: collections.deque[str] = collections.deque(maxlen=KEEP_LINES)
         self.out: collections.deque[str] = collections.deque(maxlen=KEEP_LINES)
-        self.marks: list[str] = []  # lines that matter whatever their number (WARN, Finished)
+        self.marks: list[str] = []  # lines that matter whatever their number (vzdumplog reads them)
         assert proc.stderr is not None and proc.stdout is not None
         self._threads = [threading.Thread(target=self._drain, args=(proc.stderr, self.err),
                                           daemon=True)]
@@ -121,7 +121,7 @@ class Running:
         for raw in pipe:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             into.append(line)
-            if re.match(r"^(WARN: |ERROR: |INFO: (Finished|Backup job))", line):
+            if re.match(r"^(WARN: |ERROR: |TASK |INFO: (Starting|Finished|Backup job))", line):
                 self.marks.append(line)
 
     def finish(self) -> ToolResult:

@@ -88,7 +88,7 @@ def test_a_failing_vzdump_is_exit_15_naming_guest_node_and_vzdumps_error(plab):
     assert r.code == 15
     item = r.json()["items"][0]
     assert "ct101 on node pve1: vzdump failed (exit 255)" in item["message"]
-    assert "Backup of VM 101 failed - CT is locked (backup)" in item["message"]
+    assert "vzdump failed (exit 255): CT is locked (backup)" in item["message"]
     assert "pct unlock 101" in item["hint"]
     assert lab.ok("points", "--json").json() == []
 

@@ -92,7 +92,7 @@ def test_failing_vzdump_is_dump_failed_naming_guest_node_and_cause(pve, platform
     with pytest.raises(DumpFailed) as e:
         dump_bytes(platform, CT101)
     assert "ct101 on node pve1" in e.value.message and "exit 255" in e.value.message
-    assert "Backup of VM 101 failed - CT is locked (snapshot)" in e.value.message
+    assert e.value.message.endswith("vzdump failed (exit 255): CT is locked (snapshot)")
     assert "pct unlock 101" in e.value.hint
 
 
