@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from tests.fakes.pve.cluster import BIN
+from tests.support import is_root, require
 from tests.treediff import tree_digest
 from tests.unit.cli.conftest import Lab
 from tests.unit.cli.test_exit_codes import flip_byte_in_a_pack
@@ -153,3 +156,23 @@ def test_config_checks_of_proxmox_options(plab):
     assert 'nodes.pve1.snapshotter: must be "none" with platform = "proxmox"' in r.err
     assert "nodes.pve1.pve_tmpdir: must be an absolute path on the node" in r.err
     assert 'nodes.plain.pve_dump_mode: only for platform = "proxmox"' in r.err
+
+
+def test_a_full_backup_storage_names_guest_node_and_cause_and_keeps_nothing(plab):
+    require(is_root(), "needs root to mount a small tmpfs")
+    lab, pve = plab, plab.pve
+    full = lab.root / "full"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(full)], check=True)
+    try:
+        lab.config.write_text(lab.config.read_text() + '[repositories.full]\nurl = "file://full"\n')
+        lab.ok("repo", "init", "full")
+        r = lab.run("backup", "vm200", "-r", "full", "--json")
+        assert r.code == 13, r
+        item = r.json()["items"][0]
+        assert (item["guest"], item["node"]) == ("vm200", "pve1")
+        assert "no space" in item["message"].lower()
+        assert lab.ok("points", "--json").json() == []
+        assert "lock" not in pve.conf("pve1", "vm", 200)  # vzdump was stopped and cleaned up
+    finally:
+        subprocess.run(["umount", "-l", str(full)], check=True)
