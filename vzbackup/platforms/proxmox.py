@@ -420,7 +420,7 @@ def _exists_hint(holder: GuestInfo, here: str) -> str:
 def _dump_hint(message: str, ref: GuestRef) -> str:
     if "is locked" in message:
         return _lock_hint(message, ref)
-    if "global lock" in message or "unexpected control message" in message:
+    if "vzdump.lock" in message or "global lock" in message or "unexpected control message" in message:
         return "Another vzdump job runs on the node; raise pve_lockwait or run later."
     if "hook script" in message or re.search(r"command '\S+ (job|backup|pre|post|log)-", message):
         return "The node's hook script (hook_script) failed in the phase named above."

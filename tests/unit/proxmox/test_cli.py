@@ -176,3 +176,21 @@ def test_a_full_backup_storage_names_guest_node_and_cause_and_keeps_nothing(plab
         assert "lock" not in pve.conf("pve1", "vm", 200)  # vzdump was stopped and cleaned up
     finally:
         subprocess.run(["umount", "-l", str(full)], check=True)
+
+
+def test_a_vzdump_lock_timeout_names_guest_node_and_cause(plab):
+    import fcntl
+
+    lab, pve = plab, plab.pve
+    add_node_option(lab, "pve1", "pve_lockwait = 0")
+    path = pve.root("pve1") / "var/run/vzdump.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as held:  # another vzdump job runs on the node
+        fcntl.flock(held, fcntl.LOCK_EX)
+        r = lab.run("backup", "ct101", "--json")
+    assert r.code == 15, r
+    item = r.json()["items"][0]
+    assert (item["guest"], item["node"]) == ("ct101", "pve1")
+    assert "can't acquire lock '/var/run/vzdump.lock'" in item["message"]
+    assert "pve_lockwait" in item["hint"]
+    assert lab.ok("points", "--json").json() == []
