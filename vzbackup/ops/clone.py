@@ -27,7 +27,7 @@ from ..domain.guests import GuestRef
 from ..errors import GuestExists, UsageError, VzError
 from ..ports import Catalog, Clock, Locks, Node, Repository, RepositoryAccess, Reporter
 from ..results import RunResult
-from .outcome import COPY_ERRORS, attempt, copy_state_after, recorded_run
+from .outcome import attempt, first_good_copy, recorded_run
 from .restore import RestorePlan, plan_restore, restore_point
 from .selection import resolve_known_guest
 
@@ -165,23 +165,18 @@ def _clone(plan: ClonePlan, catalog: Catalog, locks: Locks, reporter: Reporter,
 def _restore_rewritten(plan: ClonePlan, catalog: Catalog, reporter: Reporter,
                        clock: Clock) -> tuple[Repository, dict[str, Any], int]:
     """Restore from the nearest copy that checks out, with the clone's config."""
-    rp, last = plan.restore, None
-    for repo in rp.sources:
-        try:
-            manifest = repo.load_manifest(rp.point.id)
-            config = clone_config(manifest.guest_config, hostname=plan.hostname,
-                                  network=plan.network, randbytes=os.urandom)
-            with reporter.progress(f"clone {plan.source} as {plan.target} on {rp.node.name}",
-                                   None) as advance:
-                _, size = restore_point(rp.node, repo, rp.point.id, plan.target, False, advance,
-                                        name=plan.hostname, config=config)
-            catalog.record_copy_state(rp.point.id, repo.name, "ok", clock.now(), "full")
-            return repo, config, size
-        except COPY_ERRORS as e:  # try the next copy, farther away
-            state = copy_state_after(e)
-            if state is not None:
-                catalog.record_copy_state(rp.point.id, repo.name, state, clock.now())
-            reporter.warning(f"copy in {repo.name} failed: {e}")
-            last = e
-    assert last is not None
-    raise last
+    rp = plan.restore
+
+    def read(repo: Repository) -> tuple[dict[str, Any], int]:
+        manifest = repo.load_manifest(rp.point.id)
+        config = clone_config(manifest.guest_config, hostname=plan.hostname,
+                              network=plan.network, randbytes=os.urandom)
+        with reporter.progress(f"clone {plan.source} as {plan.target} on {rp.node.name}",
+                               None) as advance:
+            _, size = restore_point(rp.node, repo, rp.point.id, plan.target, False, advance,
+                                    name=plan.hostname, config=config)
+        return config, size
+
+    repo, (config, size) = first_good_copy(rp.sources, rp.point.id, read, catalog, reporter,
+                                           clock)
+    return repo, config, size

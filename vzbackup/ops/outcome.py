@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import (IntegrityError, NodeUnreachable, ObjectNotFound, PointNotFound,
                       RepositoryError, VzError)
-from ..ports import Catalog, Clock
+from ..ports import Catalog, Clock, Reporter, Repository
 from ..results import GuestOutcome, RunResult, Status, overall
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -70,6 +71,28 @@ def _failed(a: Attempt, started: float, error: str, code: int, message: str, hin
 # What a copy's failure says about the copy; anything else (a node or endpoint that does not
 # answer) says nothing about it, and its recorded state stays as it was.
 COPY_ERRORS = (IntegrityError, RepositoryError, NodeUnreachable)
+
+
+def first_good_copy(sources: Iterable[Repository], point_id: str, read: Callable[[Repository], T],
+                    catalog: Catalog, reporter: Reporter, clock: Clock) -> tuple[Repository, T]:
+    """``read`` each copy of a point, nearest first, until one works: that copy is recorded
+    ``ok`` (it was just read end to end), a failing one by what its failure says about it
+    (``copy_state_after``), and the next is tried. The last failure is raised."""
+    last: VzError | None = None
+    for repo in sources:
+        try:
+            result = read(repo)
+        except COPY_ERRORS as e:  # try the next copy, farther away
+            state = copy_state_after(e)
+            if state is not None:
+                catalog.record_copy_state(point_id, repo.name, state, clock.now())
+            reporter.warning(f"copy in {repo.name} failed: {e}")
+            last = e
+            continue
+        catalog.record_copy_state(point_id, repo.name, "ok", clock.now(), "full")
+        return repo, result
+    assert last is not None, "no copy to read"
+    raise last
 
 
 def copy_state_after(error: VzError) -> str | None:

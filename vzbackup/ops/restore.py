@@ -17,10 +17,10 @@ from typing import Any
 from ..domain.guests import GuestRef
 from ..domain.placement import Candidate, nearest_first, why_near
 from ..domain.points import RestorePoint, pick_point
-from ..errors import PointNotFound, RepositoryError, UsageError, VzError
+from ..errors import PointNotFound, RepositoryError, UsageError
 from ..ports import Advance, Catalog, Clock, GuestInfo, Locks, Node, Repository, RepositoryAccess, Reporter
 from ..results import RunResult
-from .outcome import COPY_ERRORS, Attempt, attempt, copy_state_after, recorded_run
+from .outcome import Attempt, attempt, first_good_copy, recorded_run
 from .selection import require_node, resolve_known_guest
 
 
@@ -88,22 +88,11 @@ def _restore(a: Attempt, plan: RestorePlan, catalog: Catalog, locks: Locks,
                               "copy in any configured repository",
                               hint="Configure the repository that holds it, or pick another --point.")
     plan.node.check()
-    last: VzError | None = None
     with locks.guest(plan.target, "restore"):
-        for repo in plan.sources:
-            try:
-                guest = _restore_from(a, plan, repo, reporter, access)
-                catalog.upsert_guest(guest)
-                catalog.record_copy_state(plan.point.id, repo.name, "ok", clock.now(), "full")
-                return
-            except COPY_ERRORS as e:  # try the next copy, farther away
-                state = copy_state_after(e)
-                if state is not None:
-                    catalog.record_copy_state(plan.point.id, repo.name, state, clock.now())
-                reporter.warning(f"copy in {repo.name} failed: {e}")
-                last = e
-    assert last is not None
-    raise last
+        _, guest = first_good_copy(plan.sources, plan.point.id,
+                                   lambda repo: _restore_from(a, plan, repo, reporter, access),
+                                   catalog, reporter, clock)
+        catalog.upsert_guest(guest)
 
 
 def _restore_from(a: Attempt, plan: RestorePlan, repo: Repository, reporter: Reporter,
