@@ -24,6 +24,7 @@ from ..errors import IntegrityError, RepositoryError
 from ..ports import Advance, CopyStats
 from .format import manifest_key
 from .packer import PackSink
+from .rehome import rehome_unindexed
 from .reader import OrderedFetcher
 
 if TYPE_CHECKING:
@@ -67,6 +68,9 @@ def copy_point(source: "ChunkRepository", target: "ChunkRepository", point_id: s
         fetcher.close()
     sink.seal_all()
     sink.checkpoint()  # the last packs durable and indexed...
+    rehome_unindexed(target.backend, target.codec, target.chunk_index(), sink,
+                     ((ref.id, ref.size) for ref in manifest.chunks),
+                     f"copy of restore point {short_id(point_id)} to {target.name}")
     target.backend.flush()
     target.backend.put(manifest_key(point_id), blob)  # ...before the manifest names them
     target.backend.flush()

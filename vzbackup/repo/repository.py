@@ -16,10 +16,11 @@ from pathlib import Path
 
 from ..errors import IntegrityError, ObjectNotFound, PointNotFound, RepositoryError
 from ..domain.manifest import Manifest, short_id
-from ..ports import Advance, Backend, CopyStats, PointDraft, VerifyReport
+from ..ports import Advance, Backend, CopyStats, GcReport, PointDraft, VerifyReport
 from .cache import IndexCache
 from .chunker import Chunker, ChunkerParams
 from .codec import Codec
+from .gc import collect_garbage
 from .format import (MANIFEST_PREFIX, RepoConfig, chunker_seed, init_replica, init_repository,
                      is_object_id, manifest_key, open_repository)
 from .keys import KDF_COST, Passphrase, RepoKeys, as_passphrase
@@ -129,6 +130,19 @@ class ChunkRepository:
             return 0
         return quarantine_chunks(self.backend, self.codec, self._index, chunk_ids,
                                  pack_size=self.pack_size)
+
+    def remove_point(self, point_id: str) -> None:
+        if not is_object_id(point_id):
+            raise PointNotFound(f"{self.name}: {point_id!r} is not a full restore point id")
+        self.backend.delete(manifest_key(point_id))
+        self.backend.flush()
+
+    def collect_garbage(self, *, grace: float, now: float, dry_run: bool = False) -> GcReport:
+        """Both phases of garbage collection (see ``gc.py``). The caller holds the
+        repository's lock: two collections of one repository must not overlap."""
+        return collect_garbage(self.backend, self.codec, self._index, list(self.point_ids()),
+                               self.load_manifest, grace=grace, now=now, dry_run=dry_run,
+                               pack_size=self.pack_size)
 
     def index_unnamed_packs(self) -> ReindexStats:
         """Index again the sound packs no index object names (see ``reindex.py``)."""

@@ -23,6 +23,7 @@ from .codec import Codec
 from .format import manifest_key
 from .packer import PackSink
 from .packs import PACK_SIZE, OpenPack
+from .rehome import rehome_unindexed
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +183,9 @@ class ChunkPointWriter:
                                   f"{self._state} (write the stream first)")
         self._sink.seal_all()
         self._sink.checkpoint()  # the packs durable, then an index object names them
+        rehome_unindexed(self._backend, self._codec, self._store.index, self._sink,
+                         ((r.id, r.size) for r in self._refs),
+                         f"restore point of {self._draft.guest}")  # GC may have run meanwhile
         self._backend.flush()  # that index object (and any this point relies on) durable
         manifest = self._manifest()
         data = manifest.to_bytes()
