@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from ..domain.manifest import Manifest, short_id
-from ..errors import IntegrityError, ObjectNotFound, RepositoryError
+from ..errors import IntegrityError, ObjectNotFound, PointNotFound, RepositoryError
 from ..ports import Backend, GcReport
 from .cache import IndexCache
 from .codec import Codec
@@ -96,6 +96,8 @@ def _mark(point_ids: Iterable[str], load_manifest: ManifestLoader, report: GcRep
     for point_id in point_ids:
         try:
             manifest = load_manifest(point_id)
+        except PointNotFound:
+            continue  # removed since it was listed: it references nothing any more
         except (IntegrityError, RepositoryError) as exc:
             raise RepositoryError(
                 f"garbage collection stopped: restore point {short_id(point_id)} cannot be "
