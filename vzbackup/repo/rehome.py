@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 def rehome_unindexed(backend: Backend, codec: Codec, index: IndexCache, sink: PackSink,
                      chunks: Iterable[tuple[bytes, int]], what: str) -> int:
     """Store again every chunk of ``chunks`` (id, size) that no index object names; the
-    number stored. Call after the writer's own packs are indexed, before the manifest."""
+    number stored. Call after the writer's own packs are indexed and flushed, right before
+    the manifest is put: what GC condemns after this check, its second phase keeps for
+    the manifest (it marks again a grace period later)."""
     index.refresh()
     missing = {cid: size for cid, size in chunks if cid not in index}
     if not missing:
@@ -46,5 +48,6 @@ def rehome_unindexed(backend: Backend, codec: Codec, index: IndexCache, sink: Pa
             sink.append(pack, cid, (stored,), size)
     sink.seal_all()
     sink.checkpoint()
+    backend.flush()  # the index object naming them durable before the manifest
     log.warning("%s: %d chunk(s) condemned while it ran stored again", what, len(missing))
     return len(missing)

@@ -68,10 +68,10 @@ def copy_point(source: "ChunkRepository", target: "ChunkRepository", point_id: s
         fetcher.close()
     sink.seal_all()
     sink.checkpoint()  # the last packs durable and indexed...
+    target.backend.flush()
     rehome_unindexed(target.backend, target.codec, target.chunk_index(), sink,
                      ((ref.id, ref.size) for ref in manifest.chunks),
                      f"copy of restore point {short_id(point_id)} to {target.name}")
-    target.backend.flush()
     target.backend.put(manifest_key(point_id), blob)  # ...before the manifest names them
     target.backend.flush()
     log.info("restore point %s copied from %s to %s: %d chunks sent, %d bytes in %d packs",

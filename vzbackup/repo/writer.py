@@ -183,10 +183,11 @@ class ChunkPointWriter:
                                   f"{self._state} (write the stream first)")
         self._sink.seal_all()
         self._sink.checkpoint()  # the packs durable, then an index object names them
+        self._backend.flush()  # that index object (and any this point relies on) durable
+        # last, right before the manifest: a chunk GC condemned meanwhile is stored again
         rehome_unindexed(self._backend, self._codec, self._store.index, self._sink,
                          ((r.id, r.size) for r in self._refs),
-                         f"restore point of {self._draft.guest}")  # GC may have run meanwhile
-        self._backend.flush()  # that index object (and any this point relies on) durable
+                         f"restore point of {self._draft.guest}")
         manifest = self._manifest()
         data = manifest.to_bytes()
         point_id = manifest.id

@@ -145,3 +145,49 @@ keep_last = 2
     assert r["details"]["pruned"] == 1
     assert [s["kind"] for s in r["details"]["steps"]][-1] == "prune"
     assert len(lab.ok("points", "ct101", "--json").json()) == 2
+
+
+def test_gc_while_a_backup_process_runs_never_costs_it_a_chunk(lab):
+    """A backup process deduplicates against garbage, is paused, and GC condemns that
+    garbage under it; resumed, it stores those chunks again before its manifest. Then GC
+    deletes the condemned packs a grace period later, and the point stays whole."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    lab.config.write_text(lab.config.read_text() + KEEP_ONE)
+    lab.add_random_vm("node1", 300, 48)
+    disk = lab.node("node1") / "vm300" / "disk-0.raw"
+    first = disk.read_bytes()
+    lab.ok("repo", "init")
+    lab.ok("backup", "vm300")
+    disk.write_bytes(os.urandom(len(first)))
+    lab.ok("backup", "vm300")
+    lab.ok("prune")  # the first point goes: its chunks are garbage...
+    packs = lab.root / "repo" / "packs"
+    old = time.time() - 3 * 86400
+    for f in packs.rglob("*"):
+        os.utime(f, (old, old))  # ...in packs older than the grace period
+    before = set(packs.rglob("*"))
+    expected = first + os.urandom(64 << 20)
+    disk.write_bytes(expected)  # that garbage again, then new data
+    base, env = lab.subprocess_argv()
+    proc = subprocess.Popen(base + ["backup", "vm300"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    while not set(packs.rglob("*")) - before:  # deduplicated, now writing new packs
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGSTOP)
+    condemned = lab.ok("repo", "gc", "--json").json()[0]["report"]["condemned"]
+    proc.send_signal(signal.SIGCONT)
+    assert proc.wait(timeout=120) == 0
+    assert condemned >= 1 and "condemned while it ran stored again" in proc.stderr.read().decode()
+    newest = lab.ok("points", "vm300", "--json").json()[-1]["id"]
+    for hours in (49, 98):
+        with later(hours):
+            lab.ok("repo", "gc")
+    assert lab.ok("verify", "--all", "--json").json()["status"] == "success"
+    shutil.rmtree(disk.parent)
+    lab.ok("restore", "vm300", "--to", "node2", "--point", newest)
+    assert (lab.node("node2") / "vm300" / "disk-0.raw").read_bytes() == expected
