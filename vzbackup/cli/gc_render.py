@@ -21,7 +21,6 @@ def print_gc(collected: list[GcOutcome]) -> None:
         if r is None:
             t.add_row(c.repository, "-", "-", "-", "-", "-", f"failed: {c.error}")
             continue
-        verb = "would be " if r.dry_run else ""
         taken = f"{r.condemned} packs, {human_bytes(r.condemned_bytes)}"
         if r.repacked:
             taken += f" ({r.repacked} repacked: {human_bytes(r.repacked_bytes)} copied)"
@@ -30,7 +29,7 @@ def print_gc(collected: list[GcOutcome]) -> None:
             deleted += f"; {r.revived} kept for newer points"
         when = "-" if r.next_deletion is None else datetime.fromtimestamp(
             r.next_deletion, timezone.utc).strftime("%Y-%m-%d %H:%M")
-        note = "; ".join(r.warnings) or (f"dry run: {verb}as shown" if r.dry_run else "")
+        note = "; ".join([*r.warnings, *(["dry run: nothing changed"] if r.dry_run else [])])
         t.add_row(c.repository, taken, deleted, f"{r.pending} packs, {human_bytes(r.pending_bytes)}",
                   when, f"{r.index_objects[0]} -> {r.index_objects[1]}", note)
     print_table(t)
