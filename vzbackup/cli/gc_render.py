@@ -36,7 +36,7 @@ def print_gc(collected: list[GcOutcome]) -> None:
 
 
 def gc_json(collected: list[GcOutcome]) -> list[dict]:
-    return [{"repository": c.repository,
+    return [{"repository": c.repository, "ran_on": c.ran_on,
              "report": dataclasses.asdict(c.report) if c.report is not None else None,
              "error": str(c.error) if c.error is not None else None} for c in collected]
 

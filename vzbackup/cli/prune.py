@@ -63,7 +63,8 @@ def prune(ctx: click.Context, cli_ctx: CliContext, guests: tuple[str, ...], dry_
     opened = app.repositories()
     result, collected = apply_prune(plan, opened, app.catalog, app.job_locks, app.reporter,
                                     app.clock, app.gc_grace_hours, gc=not no_gc,
-                                    run_args={"guests": list(guests), "job": job})
+                                    run_args={"guests": list(guests), "job": job},
+                                    nodes=app.nodes, access=app)
     if as_json:
         emit_json("prune", {"plan": plan, "result": result.to_dict()})
     else:
@@ -81,7 +82,7 @@ def prune(ctx: click.Context, cli_ctx: CliContext, guests: tuple[str, ...], dry_
 def _dry_run(app, plan: list[PruneItem], no_gc: bool, as_json: bool) -> None:
     collected = [] if no_gc else collect_garbage(
         app.repositories(), sorted({i.repository for i in plan}), app.job_locks, app.clock,
-        app.reporter, app.gc_grace_hours, dry_run=True)
+        app.reporter, app.gc_grace_hours, dry_run=True, nodes=app.nodes, access=app)
     if as_json:
         emit_json("prune-plan", plan)
         return

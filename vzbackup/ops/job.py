@@ -211,7 +211,8 @@ def _prune_step(job: JobConfig, env: JobEnv, repos: Mapping[str, Repository],
     plan = plan_prune(points, covering, env.retention, [r for r in job.repositories if r in repos],
                       env.catalog.clones())
     result, _ = apply_prune(plan, repos, env.catalog, env.job_locks, env.reporter, env.clock,
-                            env.gc_grace_hours, run_args=tag)
+                            env.gc_grace_hours, run_args=tag, nodes=env.nodes,
+                            access=env.access)
     removed = result.details["removed"]
     if removed:
         env.reporter.info(f"job {job.name}: retention removed {removed} restore point copies")

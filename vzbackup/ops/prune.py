@@ -31,7 +31,7 @@ from ..domain.guests import GuestRef
 from ..domain.points import RestorePoint
 from ..domain.retention import Policy, Verdict, judge
 from ..errors import RepositoryError, VzError
-from ..ports import Catalog, Clock, JobLocks, Reporter, Repository
+from ..ports import Catalog, Clock, JobLocks, Node, Reporter, Repository, RepositoryAccess
 from ..results import GuestOutcome, RunResult
 from .gc import GcOutcome, collect_garbage
 from .outcome import attempt, recorded_run
@@ -130,7 +130,8 @@ def _item(guest: GuestRef, repo: str, force: PolicyInForce, v: Verdict) -> Prune
 def apply_prune(plan: list[PruneItem], repos: Mapping[str, Repository], catalog: Catalog,
                 locks: JobLocks, reporter: Reporter, clock: Clock,
                 grace_hours: Mapping[str, int], *, gc: bool = True,
-                run_args: dict | None = None) -> tuple[RunResult, list[GcOutcome]]:
+                run_args: dict | None = None, nodes: Mapping[str, Node] | None = None,
+                access: RepositoryAccess | None = None) -> tuple[RunResult, list[GcOutcome]]:
     """Remove the copies ``plan`` says to remove (one item per copy), then collect garbage
     in every repository the plan covers (unless ``gc`` is false)."""
     removals = [i for i in plan if i.decision == "remove"]
@@ -141,8 +142,8 @@ def apply_prune(plan: list[PruneItem], repos: Mapping[str, Repository], catalog:
             mine = [i for i in removals if i.repository == name]
             if mine:
                 _remove_in(name, mine, repos.get(name), catalog, locks, run)
-        collected = collect_garbage(repos, covered, locks, clock, reporter, grace_hours) \
-            if gc else []
+        collected = collect_garbage(repos, covered, locks, clock, reporter, grace_hours,
+                                    nodes=nodes, access=access) if gc else []
         for c in collected:
             if c.error is not None:
                 run.add_outcome(GuestOutcome("*", c.repository, "failed", error=type(c.error).__name__,
