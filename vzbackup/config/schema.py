@@ -163,7 +163,9 @@ SCHEMA: dict[str, Section] = {
                       doc="s3://: server-side encryption of every object."),
         "object_lock_days": Option("int", 0, minimum=0, maximum=36500,
                                    doc="s3://: Object Lock retention of every object written, "
-                                       "in days; 0: none. The bucket must have Object Lock."),
+                                       "in days; 0: none. The bucket must have Object Lock. "
+                                       "Packs new points reference are kept locked that far "
+                                       "ahead."),
         "object_lock_mode": Option("str", "GOVERNANCE", choices=("GOVERNANCE", "COMPLIANCE"),
                                    doc="s3://: GOVERNANCE (removable with a bypass permission) "
                                        "or COMPLIANCE (by no one)."),

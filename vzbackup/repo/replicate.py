@@ -74,6 +74,7 @@ def copy_point(source: "ChunkRepository", target: "ChunkRepository", point_id: s
                      f"copy of restore point {short_id(point_id)} to {target.name}")
     target.backend.put(manifest_key(point_id), blob)  # ...before the manifest names them
     target.backend.flush()
+    target.keep_retention(manifest)
     log.info("restore point %s copied from %s to %s: %d chunks sent, %d bytes in %d packs",
              short_id(point_id), source.name, target.name, len(todo), sent, sink.packs_put)
     return CopyStats(len(manifest.chunks), len(todo), sent)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,13 +18,15 @@ from pathlib import Path
 from ..errors import IntegrityError, ObjectNotFound, PointNotFound, RepositoryError
 from ..domain.manifest import Manifest, short_id
 from ..ports import Advance, Backend, CopyStats, GcReport, PointDraft, VerifyReport
+from .backends.capabilities import RETENTION
 from .cache import IndexCache
 from .chunker import Chunker, ChunkerParams
 from .codec import Codec
-from .gc import collect_garbage
 from .format import (MANIFEST_PREFIX, RepoConfig, chunker_seed, init_replica, init_repository,
-                     is_object_id, manifest_key, open_repository)
+                     is_object_id, manifest_key, open_repository, pack_key)
+from .gc import collect_garbage
 from .keys import KDF_COST, Passphrase, RepoKeys, as_passphrase
+from .lockkeeper import RetentionKeeper
 from .packs import PACK_SIZE
 from .quarantine import quarantine_chunks
 from .reader import ChunkPointReader
@@ -50,6 +53,8 @@ class ChunkRepository:
         self.chunker = Chunker(config.chunker, seed=chunker_seed(keys))
         self.pack_size = pack_size
         self._index = IndexCache(backend, self.codec, cache_folder)
+        self._keeper = (RetentionKeeper(backend, cache_folder)
+                        if RETENTION in backend.capabilities else None)
 
     def __repr__(self) -> str:
         return f"ChunkRepository({self.name!r}, {self.url!r})"
@@ -72,7 +77,7 @@ class ChunkRepository:
     def new_point(self, draft: PointDraft) -> ChunkPointWriter:
         index = self.chunk_index(refresh=True)  # with what other writers stored since
         return ChunkPointWriter(self.backend, self.codec, self.chunker, index, draft,
-                                self.pack_size)
+                                self.pack_size, after_commit=self.keep_retention)
 
     def open_point(self, point_id: str) -> ChunkPointReader:
         manifest = self.load_manifest(point_id)
@@ -130,6 +135,15 @@ class ChunkRepository:
             return 0
         return quarantine_chunks(self.backend, self.codec, self._index, chunk_ids,
                                  pack_size=self.pack_size)
+
+    def keep_retention(self, manifest: Manifest) -> None:
+        """With Object Lock: extend the retention of the packs a new point references where
+        it is due (``lockkeeper.py``)."""
+        if self._keeper is None:
+            return
+        index = self.chunk_index()
+        where = (index.locate(ref.id) for ref in manifest.chunks)
+        self._keeper.keep({pack_key(w.pack_id) for w in where if w is not None}, time.time())
 
     def remove_point(self, point_id: str) -> None:
         if not is_object_id(point_id):

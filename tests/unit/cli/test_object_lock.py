@@ -91,3 +91,36 @@ def test_prune_and_gc_on_a_locked_bucket_hide_objects_but_keep_their_locked_vers
     with pytest.raises(s3.exceptions.ClientError, match="AccessDenied"):
         s3.delete_object(Bucket="vault", Key=victim["Key"], VersionId=victim["VersionId"])
     assert lab.ok("verify", "--all", "--json").json()["status"] == "success"
+
+
+def test_packs_recent_points_share_have_their_retention_extended(locked, moto_endpoint):
+    """A pack written on the first night is referenced by every later night's point: its
+    retention is pushed to object_lock_days ahead once less than two thirds are left, so a
+    recent point never depends on an object whose lock is about to end."""
+    from datetime import datetime, timedelta, timezone
+
+    from freezegun import freeze_time
+
+    lab, s3 = locked, s3_client(moto_endpoint)
+    s3.create_bucket(Bucket="vault", ObjectLockEnabledForBucket=True)
+    lab.ok("replicate", "--to", "vault")
+
+    def until(key):
+        return s3.head_object(Bucket="vault", Key=key)["ObjectLockRetainUntilDate"]
+
+    packs = [o["Key"] for o in s3.list_objects_v2(Bucket="vault")["Contents"] if "/packs/" in o["Key"]]
+    first = {k: until(k) for k in [*packs, "site-a/config"]}
+    start = datetime.now(timezone.utc)
+    with freeze_time(start + timedelta(days=5), tick=True):  # 25 of 30 days left: not due
+        lab.ok("backup", "ct101")
+        lab.ok("replicate", "--to", "vault")
+    assert {k: until(k) for k in first} == first
+    with freeze_time(start + timedelta(days=25), tick=True):  # 5 days left: due
+        lab.ok("backup", "ct101")
+        lab.ok("replicate", "--to", "vault")
+    later = {k: until(k) for k in first}
+    assert later["site-a/config"] >= start + timedelta(days=54)
+    extended = [k for k in packs if later[k] >= start + timedelta(days=54)]
+    assert extended and all(later[k] == first[k] for k in packs if k not in extended)
+    # the packs extended are exactly those ct101's point references (vm200's are not)
+    assert 0 < len(extended) < len(packs)
