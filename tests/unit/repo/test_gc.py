@@ -335,3 +335,36 @@ def _open(root: Path):
     from vzbackup.repo.backends import open_backend
     return open_backend(root.as_uri())
 
+
+
+def test_a_copy_into_a_replica_whose_gc_condemns_what_it_relied_on_stores_it_again(
+        tmp_path, monkeypatch):
+    from vzbackup.repo import replicate
+    from vzbackup.repo.repository import init_replica_repository
+
+    source = make_repo(tmp_path / "src")
+    old, _ = backup(source, data(30), vmid=101)
+    backend = _open(tmp_path / "replica")
+    init_replica_repository(source, backend)
+    target = open_chunk_repository("replica", backend, passphrase=None, cache_dir=None)
+    target.pack_size = 60_000
+    source.copy_point(old.id, target)
+    target.remove_point(old.id)  # pruned in the replica: its chunks are garbage there
+    age_everything(target)
+    new, _ = backup(source, data(30), vmid=102)  # the same data, another point
+    now = time.time()
+    real = replicate._missing_chunks
+
+    def then_gc(*args):
+        todo = real(*args)  # the replica's index has every chunk: nothing to send...
+        assert todo == []
+        assert target.collect_garbage(grace=GRACE, now=now).condemned >= 1  # ...until GC
+        return todo
+
+    monkeypatch.setattr(replicate, "_missing_chunks", then_gc)
+    source.copy_point(new.id, target)
+    monkeypatch.undo()
+    report = target.collect_garbage(grace=GRACE, now=now + GRACE + 1)
+    assert report.deleted >= 1 and report.revived == 0  # the copy stored them again itself
+    fresh = open_chunk_repository("replica", backend, passphrase=None, cache_dir=None)
+    assert_whole(fresh, {new.id: data(30)})
