@@ -172,6 +172,15 @@ class Repository(Protocol):
         """Name again, in a new index object, every sound pack no index object names."""
         ...
 
+    def put_note(self, doc: dict[str, Any]) -> str:
+        """Store a small record (``kind``, ``key``, ``time``...) that ``catalog rebuild``
+        reads back; a later one with the same kind and key supersedes it."""
+        ...
+
+    def notes(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """(kind, key) -> the latest note, those marked ``gone`` left out."""
+        ...
+
     def remove_point(self, point_id: str) -> None:
         """Delete the point's manifest (prune); its chunks go with garbage collection.
         Removing a point that is not there is no error."""

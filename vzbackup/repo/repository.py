@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ..errors import IntegrityError, ObjectNotFound, PointNotFound, RepositoryError
 from ..domain.manifest import Manifest, short_id
@@ -27,6 +28,7 @@ from .format import (MANIFEST_PREFIX, RepoConfig, chunker_seed, init_replica, in
 from .gc import collect_garbage
 from .keys import KDF_COST, Passphrase, RepoKeys, as_passphrase
 from .lockkeeper import RetentionKeeper
+from .notes import current, put_note, read_notes
 from .packs import PACK_SIZE
 from .quarantine import quarantine_chunks
 from .reader import ChunkPointReader
@@ -144,6 +146,14 @@ class ChunkRepository:
         index = self.chunk_index()
         where = (index.locate(ref.id) for ref in manifest.chunks)
         self._keeper.keep({pack_key(w.pack_id) for w in where if w is not None}, time.time())
+
+    def put_note(self, doc: dict[str, Any]) -> str:
+        """Store a record for ``catalog rebuild`` (``notes.py``)."""
+        return put_note(self.backend, self.codec, doc)
+
+    def notes(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """The current notes: (kind, key) -> the latest document, removed ones left out."""
+        return current(read_notes(self.backend, self.codec))
 
     def remove_point(self, point_id: str) -> None:
         if not is_object_id(point_id):
