@@ -308,6 +308,11 @@ class Platform(Protocol):
         ``pct set``/``qm set`` do; other keys are left alone. Raises ``GuestNotFound``."""
         ...
 
+    def start_guest(self, ref: GuestRef) -> GuestInfo:
+        """Start a stopped guest (``pct start``, ``qm start``, ``vzctl start``). Raises
+        ``UsageError`` where guests do not run (directory), ``GuestCommandFailed``."""
+        ...
+
 
 @dataclass
 class ImportedArchive:
@@ -381,6 +386,10 @@ class Node(Protocol):
 
     def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
         """``Platform.reconfigure`` on the node."""
+        ...
+
+    def start(self, ref: GuestRef) -> GuestInfo:
+        """``Platform.start_guest`` on the node."""
         ...
 
     def checkpoint(self, ref: GuestRef, label: str) -> None:

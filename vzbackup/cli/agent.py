@@ -171,6 +171,8 @@ def _dispatch(job: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> dict[str, An
     if op == "reconfigure":
         changes = {str(k): str(v) for k, v in dict(job["changes"]).items()}
         return {"guest": node.reconfigure(_ref(job["target"]), changes).to_dict()}
+    if op == "start":
+        return {"guest": node.start(_ref(job["target"])).to_dict()}
     if op == "snapshots":
         return {"leftovers": [lo.to_dict() for lo in node.leftover_snapshots()]}
     if op == "snapshot-remove":

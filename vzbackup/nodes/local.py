@@ -42,6 +42,9 @@ class LocalNode:
     def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
         return self.platform.reconfigure(target, changes)
 
+    def start(self, ref: GuestRef) -> GuestInfo:
+        return self.platform.start_guest(ref)
+
     def checkpoint(self, ref: GuestRef, label: str) -> None:
         self.platform.take_checkpoint(ref, label, self.snapshotter)
 

@@ -99,6 +99,9 @@ class SshNode:
         done = self.run({"op": "reconfigure", "target": str(target), "changes": changes})
         return GuestInfo.from_dict(done["guest"])
 
+    def start(self, ref: GuestRef) -> GuestInfo:
+        return GuestInfo.from_dict(self.run({"op": "start", "target": str(ref)})["guest"])
+
     def checkpoint(self, ref: GuestRef, label: str) -> None:
         self.run({"op": "checkpoint", "verb": "take", "target": str(ref), "label": label})
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..domain.guests import GuestRef
-from ..errors import DumpFailed, GuestExists, GuestNotFound, RestoreFailed
+from ..errors import DumpFailed, GuestExists, GuestNotFound, RestoreFailed, UsageError
 from ..ports import Dump, GuestInfo, Snapshotter
 from .dircheckpoints import DirectoryCheckpoints
 from .guestconf import CONFIG_NAME, read_config, write_config
@@ -190,6 +190,12 @@ class DirectoryPlatform:
     @property
     def _checkpoints(self) -> DirectoryCheckpoints:
         return DirectoryCheckpoints(self.root, self.node_name)
+
+    def start_guest(self, ref: GuestRef) -> GuestInfo:
+        raise UsageError(f"{self._where(ref)}: the directory platform keeps guests as folders; "
+                         "nothing runs them, so there is nothing to start",
+                         hint="Start it with whatever uses the folder, or use a Proxmox VE or "
+                              "OpenVZ node.")
 
     def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
         """Merge ``changes`` into the guest's ``guest.conf`` (written atomically)."""

@@ -29,7 +29,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..domain.guests import GuestRef
-from ..errors import CheckpointFailed, DumpFailed, EnvironmentBroken, GuestExists, GuestNotFound, RestoreFailed
+from ..errors import (
+    CheckpointFailed, DumpFailed, EnvironmentBroken, GuestCommandFailed, GuestExists, GuestNotFound,
+    RestoreFailed,
+)
 from ..ports import Dump, GuestInfo, Snapshotter
 from .directory import STAGING_PREFIX, remove_tree
 from .install import install_folder
@@ -196,6 +199,18 @@ class OpenVzPlatform:
                                hint="Take a restore point instead ('vzbackup backup').")
 
     rollback_checkpoint = drop_checkpoint = take_checkpoint
+
+    def start_guest(self, ref: GuestRef) -> GuestInfo:
+        """``vzctl start CTID`` (pve.md 12.3), then the container as vzlist shows it."""
+        done = _run(["vzctl", "start", str(ref.vmid)], self.node_name)
+        if done.returncode != 0:
+            said = (done.stderr or done.stdout).strip().splitlines()
+            raise GuestCommandFailed(f"{self._where(ref)}: vzctl start failed (exit "
+                                     f"{done.returncode}): {said[-1] if said else 'no message'}")
+        info = self.find_guest(ref)
+        if info is None:
+            raise GuestNotFound(f"{self._where(ref)}: vzlist does not list it")
+        return info
 
     def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
         """Update the container's vps.conf: ``hostname`` is ``HOSTNAME``, upper-case keys

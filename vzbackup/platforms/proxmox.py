@@ -293,6 +293,14 @@ class ProxmoxPlatform:
 
     # ---- checkpoints: pct/qm snapshot, rollback, delsnapshot (pve.md 8.1) ----
 
+    def start_guest(self, ref: GuestRef) -> GuestInfo:
+        """``pct start``/``qm start VMID`` (pve.md 8.1's verbs), then the guest as listed."""
+        self.start(ref)
+        found = self.find_guest(ref)
+        if found is None:
+            raise GuestNotFound(self._not_here(ref))
+        return found
+
     def take_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None:
         try:
             self.snapshot(ref, label, "vzbackup checkpoint")

@@ -82,3 +82,12 @@ def test_prune_pins_the_point_a_clone_depends_on(lab):
     mine = [i for i in plan if i["point"] == first]
     assert mine and mine[0]["decision"] == "keep"
     assert "clone ct201 depends on it" in mine[0]["reason"]
+
+
+def test_start_is_refused_on_a_directory_node_before_anything_is_made(lab):
+    with_network(lab)
+    r = lab.run("clone", "ct101", "--to", "node2", "--network", "isolated", "--start")
+    assert r.code == UsageError.exit_code
+    assert "node node2 runs the directory platform" in r.err and "Leave out --start" in r.err
+    assert not (lab.node("node2") / "ct201").exists()
+    assert lab.ok("clones", "--json").json() == []
