@@ -157,6 +157,9 @@ def _dispatch(job: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> dict[str, An
         guest = node.restore(_ref(job["target"]), stream, name=job["name"],  # type: ignore[arg-type]
                              config=job["config"], force=job["force"])
         return {"guest": guest.to_dict()}
+    if op == "checkpoint" and job.get("verb") == "space":
+        node.checkpoint_space([_ref(t) for t in job["targets"]], str(job["label"]))
+        return {}
     if op == "checkpoint":
         verb, ref, label = job["verb"], _ref(job["target"]), str(job["label"])
         if verb == "take":
