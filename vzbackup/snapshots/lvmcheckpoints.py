@@ -50,17 +50,6 @@ class CheckpointPolicy:
     pool_limit: float = 80.0  # thin: refuse at or above this percent of the pool
 
 
-def valid_size(text: str) -> bool:
-    """``20%`` (of the volume, 1-100) or an lvcreate size (``8G``)."""
-    m = _PERCENT.match(text.strip())
-    if m:
-        return 0 < float(m.group(1)) <= 100
-    try:
-        return _size_bytes(text) > 0
-    except ValueError:
-        return False
-
-
 class LvmCheckpoints:
     """``ports.VolumeCheckpoints`` over an ``LvmSnapshotter``'s volume and mounts."""
 
