@@ -302,7 +302,7 @@ class ProxmoxPlatform:
         return found
 
     def checkpoint_space(self, refs: list[GuestRef], label: str, snapshotter: Snapshotter) -> None:
-        """Nothing to check here: pct/qm snapshot refuse on their own (thin pools grow)."""
+        """No guard of vzbackup's own: the storage decides, and pct/qm snapshot refuse."""
 
     def take_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None:
         try:
