@@ -97,3 +97,19 @@ def test_checkpoints_need_the_lvm_snapshotter(ovz):
                           f'openvz_conf_dir = "{vz_tools.conf_dir(ovz.vz_state).resolve()}"\n')
     r = lab.run("checkpoint", CT, "--label", "x1")
     assert r.code == CheckpointFailed.exit_code and 'need snapshotter = "lvm"' in r.err
+
+
+def test_a_container_that_cannot_be_stopped_is_left_as_it_was(ovz):
+    lab, private = ovz.lab, ovz.vz / "private" / "1101"
+    lab.ok("checkpoint", CT, "--label", "pre")
+    (private / "etc" / "hostname").write_text("changed\n")
+    broken = describe(private)
+    (ovz.vz_state / "run" / "1101.lck").write_text("")  # another vzctl holds it
+    r = lab.run("rollback", CT, "pre")
+    assert r.code == 22 and "vzctl stop failed (exit 9): Container already locked" in r.err
+    assert differences(broken, describe(private)) == []  # running, untouched
+    assert vz_tools.status(ovz.vz_state, 1101) == "running"
+    assert not list(private.parent.glob(".rollback-*")) and list(ovz.mnt.iterdir()) == []
+    (ovz.vz_state / "run" / "1101.lck").unlink()
+    lab.ok("rollback", CT, "pre")
+    assert (private / "etc" / "hostname").read_text() == "web-ovz\n"
