@@ -270,9 +270,30 @@ class PersistentSnapshots(Protocol):
     def delete(self, snap: Path) -> None: ...
 
 
+class VolumeCheckpoints(Protocol):
+    """Checkpoints kept as snapshots of the whole volume holding the guests (LVM), one per
+    guest and label; a guest is rolled back from its own folder in its snapshot."""
+
+    def guard(self, guests: list[str], label: str) -> None:
+        """Raise ``NoSpace`` with the numbers unless snapshots for all ``guests`` fit."""
+        ...
+
+    def take(self, guest: str, label: str) -> None: ...
+    def exists(self, guest: str, label: str) -> bool: ...
+
+    def view(self, guest: str, label: str, path: Path) -> AbstractContextManager[Path]:
+        """``path`` (on the volume) as it was at the checkpoint, read-only, in the block."""
+        ...
+
+    def drop(self, guest: str, label: str) -> bool:
+        """Remove it; False when it is not there."""
+        ...
+
+
 class Snapshotter(Protocol):
     name: str
     persistent: PersistentSnapshots | None  # None: cannot keep snapshots (no checkpoints)
+    volume_checkpoints: VolumeCheckpoints | None  # lvm: checkpoints as volume snapshots
 
     def snapshot(self, path: Path, tag: str) -> AbstractContextManager[Path]:
         """A read-only, consistent view of ``path``, removed on exit whatever happens.
@@ -308,6 +329,10 @@ class Platform(Protocol):
         ``GuestExists`` (without ``force``), ``UnsafeArchive``, ``RestoreFailed``."""
         ...
 
+    def checkpoint_space(self, refs: list[GuestRef], label: str, snapshotter: Snapshotter) -> None:
+        """Raise ``NoSpace`` (with the numbers) unless checkpoints of all ``refs`` fit."""
+        ...
+
     def take_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None: ...
     def rollback_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None: ...
     def drop_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None: ...
@@ -315,6 +340,11 @@ class Platform(Protocol):
     def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
         """Set config keys of an existing guest (``hostname``/``name``, ``netN``), as
         ``pct set``/``qm set`` do; other keys are left alone. Raises ``GuestNotFound``."""
+        ...
+
+    def start_guest(self, ref: GuestRef) -> GuestInfo:
+        """Start a stopped guest (``pct start``, ``qm start``, ``vzctl start``). Raises
+        ``UsageError`` where guests do not run (directory), ``GuestCommandFailed``."""
         ...
 
 
@@ -390,6 +420,15 @@ class Node(Protocol):
 
     def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
         """``Platform.reconfigure`` on the node."""
+        ...
+
+    def start(self, ref: GuestRef) -> GuestInfo:
+        """``Platform.start_guest`` on the node."""
+        ...
+
+    def checkpoint_space(self, refs: list[GuestRef], label: str) -> None:
+        """Raise ``NoSpace`` (needed and available, in numbers) unless checkpoints of every
+        guest in ``refs`` (a group, on this node) fit; called before any is taken."""
         ...
 
     def checkpoint(self, ref: GuestRef, label: str) -> None:

@@ -42,6 +42,7 @@ from .repo.keys import Passphrase
 from .repo.repository import init_chunk_repository, init_replica_repository, open_chunk_repository
 from .snapshots.btrfs import BtrfsSnapshotter
 from .snapshots.lvm import LvmSnapshotter
+from .snapshots.lvmcheckpoints import CheckpointPolicy, LvmCheckpoints
 from .snapshots.none import NoSnapshot
 
 
@@ -231,14 +232,18 @@ def build_platform(nc: NodeConfig) -> Any:
 
 def build_snapshotter(nc: NodeConfig) -> Snapshotter:
     if nc.snapshotter == "lvm":
-        return LvmSnapshotter(nc.lvm_volume, Path(nc.lvm_mountpoint or nc.root), nc.name,
+        snap = LvmSnapshotter(nc.lvm_volume, Path(nc.lvm_mountpoint or nc.root), nc.name,
                               size=nc.lvm_snapshot_size, mount_dir=Path(nc.lvm_mount_dir))
+        snap.volume_checkpoints = LvmCheckpoints(snap, CheckpointPolicy(  # type: ignore[assignment]
+            nc.lvm_checkpoint_size, nc.lvm_checkpoint_reserve, float(nc.lvm_thin_pool_limit)))
+        return snap
     return BtrfsSnapshotter() if nc.snapshotter == "btrfs" else NoSnapshot()
 
 
 # ---- LVM snapshots and OpenVZ: what an SSH node's agent needs to build them ----
 
 _LVM_OPENVZ_KEYS = ("lvm_volume", "lvm_mountpoint", "lvm_snapshot_size", "lvm_mount_dir",
+                    "lvm_checkpoint_size", "lvm_checkpoint_reserve", "lvm_thin_pool_limit",
                     "openvz_conf_dir")
 
 

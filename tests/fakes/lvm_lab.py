@@ -30,6 +30,24 @@ class FakeLvm:
                 lvm_state.create_vg(base, vg, 64 << 30)
             lvm_state.create_lv(base, vg, lv, size, data_dir, kind=kind, pool=pool)
 
+    def vg(self, vg: str, size: int) -> None:
+        """Volume group ``vg`` of ``size`` bytes (before any ``volume`` in it)."""
+        with lvm_state.locked(self.state) as base:
+            lvm_state.create_vg(base, vg, size)
+
+    def thin_pool(self, vg_lv: str, size: int) -> None:
+        """A thin pool ``vg/pool`` (thin volumes: ``volume(..., kind="thin", pool=...)``)."""
+        vg, _, lv = vg_lv.partition("/")
+        data = self.state / vg / "data" / lv
+        with lvm_state.locked(self.state) as base:
+            if not lvm_state.vg_exists(base, vg):
+                lvm_state.create_vg(base, vg, 64 << 30)
+            data.mkdir(parents=True)
+            lvm_state.create_lv(base, vg, lv, size, data, kind="pool", mounted=False)
+
+    def fill_pool(self, vg_lv: str, data: float, metadata: float = 0.0) -> None:
+        lvm_state.fill_pool(vg_lv, data, metadata, self.state)
+
     def write_origin(self, vg_lv: str, nbytes: int) -> list[str]:
         return lvm_state.write_origin(vg_lv, nbytes, self.state)
 
@@ -43,7 +61,7 @@ class FakeLvm:
 
 @pytest.fixture
 def fake_lvm(tmp_path, monkeypatch) -> FakeLvm:
-    """The emulated lvcreate, lvs, lvremove, mount and umount first on PATH (for this
+    """The emulated lvcreate, lvs, vgs, lvremove, mount and umount first on PATH (for this
     process and its children), their state in ``tmp_path/lvm``."""
     state = tmp_path / "lvm"
     state.mkdir()

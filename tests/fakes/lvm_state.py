@@ -1,4 +1,4 @@
-"""State of the LVM2 emulator (tests/fakes/bin/lvcreate, lvs, lvremove, mount, umount).
+"""State of the LVM2 emulator (tests/fakes/bin/lvcreate, lvs, vgs, lvremove, mount, umount).
 
 Facts: shared/reference/pve.md section 11 (lvm2 2.03.16, the PVE 8 version, unless
 FAKE_LVM_VERSION says otherwise). Everything lives in a directory (``FAKE_LVM_ROOT``):
@@ -16,7 +16,8 @@ Simplifications (the kernel has no device-mapper here, so nothing is a block dev
   so that reads through a mount fail as the kernel's I/O errors would;
 - ``mount DEV DIR`` replaces the empty folder DIR by a symlink to the LV's content and
   counts the LV open; ``umount DIR`` puts the empty folder back. Read-only is not enforced.
-- thin pools have no data limit (a thin snapshot never overflows);
+- thin pools have no data limit (a thin snapshot never overflows); how full a pool is
+  (``data_percent``, ``metadata_percent`` in ``lvs``) is what the test sets (``fill_pool``);
 - dmeventd's messages go to ``<root>/dmeventd.log`` (syslog on a real node); it never
   extends a snapshot (``snapshot_autoextend_threshold`` 100, the default) nor unmounts one.
 """
@@ -27,6 +28,7 @@ import fcntl
 import json
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,6 +68,8 @@ class LV:
     invalid: bool = False
     mounts: list[str] = field(default_factory=list)
     created: float = 0.0
+    pool_data: float = 0.0  # thin pool: percent of its data / metadata used (``fill_pool``)
+    pool_metadata: float = 0.0
 
     def attr(self, has_snapshots: bool) -> str:
         vol = {"cow": "s", "thin": "V", "pool": "t"}.get(self.kind, "o" if has_snapshots else "-")
@@ -83,9 +87,14 @@ class LV:
             return ""
         if self.kind == "cow":
             return "100.00" if self.invalid else f"{100.0 * self.cow_used / self.size:.2f}"
-        if self.kind in ("thin", "pool"):
+        if self.kind == "pool":
+            return f"{self.pool_data:.2f}"
+        if self.kind == "thin":
             return "0.00"
         return ""
+
+    def metadata_percent(self) -> str:
+        return f"{self.pool_metadata:.2f}" if self.kind == "pool" and self.active else ""
 
 
 def version() -> tuple[int, ...]:
@@ -177,9 +186,10 @@ def _round(size: int) -> int:
 
 
 def snapshot_content(base: Path, vg: str, origin: LV, snap: str) -> Path:
-    """Freeze the origin's content as the snapshot's (a copy: see the module docstring)."""
+    """Freeze the origin's content as the snapshot's (a copy: see the module docstring),
+    with everything a block-level snapshot keeps: owners, modes, times, links, xattrs."""
     dest = base / vg / "data" / snap
-    shutil.copytree(origin.data_dir, dest, symlinks=True)
+    subprocess.run(["cp", "-a", "--", origin.data_dir, str(dest)], check=True)
     return dest
 
 
@@ -205,6 +215,16 @@ def write_origin(vg_lv: str, nbytes: int, base: Path | None = None) -> list[str]
                 invalidated.append(snap.name)
             save(b, vg, snap)
     return invalidated
+
+
+def fill_pool(vg_lv: str, data: float, metadata: float, base: Path | None = None) -> None:
+    """Thin pool ``vg/pool`` is ``data`` % full (data) and ``metadata`` % (metadata)."""
+    vg, _, name = vg_lv.partition("/")
+    with locked(base) as b:
+        lv = load(b, vg, name)
+        assert lv is not None and lv.kind == "pool", vg_lv
+        lv.pool_data, lv.pool_metadata = data, metadata
+        save(b, vg, lv)
 
 
 def dm_name(vg: str, lv: str) -> str:

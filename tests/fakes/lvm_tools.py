@@ -3,6 +3,14 @@
 Options, messages, streams and exit codes as in shared/reference/pve.md section 11.7:
 0 success, 3 bad command line, 5 runtime failure; informational lines on stdout, errors on
 stderr, every LVM message with a two-space indent. State: ``lvm_state``.
+
+``vgs`` is not in pve.md; what it does here was observed on lvm2 2.03.16 (Debian bookworm,
+the PVE 8 version) with a VG on a loop device (2026-11): the default columns ``VG #PV #LV
+#SN Attr VSize VFree``; JSON as ``lvs`` makes it, under the key ``"vg"``; with ``--units b
+--nosuffix`` every size a string of bytes (``"vg_free":"264241152"``), counts as strings
+(``"vg_free_count":"63"``); a missing VG: ``  Volume group "x" not found`` then ``  Cannot
+process volume group x``, exit 5; an unknown option exit 3 as for ``lvs``; an unknown field:
+LVM's list of fields (left out here), then ``  Unrecognised field: x``, exit 5.
 """
 
 from __future__ import annotations
@@ -36,8 +44,8 @@ def err(line: str) -> None:
 
 def main(tool: str, argv: list[str]) -> int:
     try:
-        return {"lvcreate": lvcreate, "lvs": lvs, "lvremove": lvremove, "mount": mount,
-                "umount": umount}[tool](argv)
+        return {"lvcreate": lvcreate, "lvs": lvs, "vgs": vgs, "lvremove": lvremove,
+                "mount": mount, "umount": umount}[tool](argv)
     except BadCommandLine as e:
         err(str(e))
         err("  Error during parsing of command line.")
@@ -298,7 +306,7 @@ def _value(vg: str, lv: LV, all_of_vg: list[LV], f: str, units: str, suffix: boo
         "lv_size": report_size(lv.size, units, suffix), "pool_lv": lv.pool, "origin": lv.origin,
         "data_percent": lv.data_percent(),
         "snap_percent": lv.data_percent() if lv.kind == "cow" else "",
-        "metadata_percent": "", "move_pv": "", "mirror_log": "", "copy_percent": "",
+        "metadata_percent": lv.metadata_percent(), "move_pv": "", "mirror_log": "", "copy_percent": "",
         "convert_lv": "", "lv_tags": ",".join(lv.tags), "lv_path": f"/dev/{vg}/{lv.name}",
         "lv_dm_path": f"/dev/mapper/{vg.replace('-', '--')}-{lv.name.replace('-', '--')}",
         "uuid": f"emul-{abs(hash((vg, lv.name))) % 10**12:012d}",
@@ -322,7 +330,7 @@ def _print_basic(fields: list[str], table: list[list[str]], headings: bool, sep:
                             for v, w, f in zip(row, widths, fields)).rstrip())
 
 
-def _print_json(fields: list[str], table: list[list[str]], fmt: str) -> None:
+def _print_json(fields: list[str], table: list[list[str]], fmt: str, key: str = "lv") -> None:
     def cell(f: str, v: str) -> str:
         if fmt == "json_std" and f in _NUMERIC:
             return "null" if v == "" else v.lstrip("<").rstrip("bkmgtpe") or "null"
@@ -330,7 +338,7 @@ def _print_json(fields: list[str], table: list[list[str]], fmt: str) -> None:
 
     rows = ['{' + ", ".join(f'"{f}":{cell(f, v)}' for f, v in zip(fields, row)) + '}'
             for row in table]
-    lines = ["{", '    "report": [', "        {", '            "lv": [']
+    lines = ["{", '    "report": [', "        {", f'            "{key}": [']
     lines += [f"                {r}" + ("," if i < len(rows) - 1 else "") for i, r in enumerate(rows)]
     lines += ["            ]", "        }", "    ]" + ("," if st.version() >= (2, 3, 26) else "")]
     if st.version() >= (2, 3, 26):
@@ -341,6 +349,76 @@ def _print_json(fields: list[str], table: list[list[str]], fmt: str) -> None:
         if stray and i == 2:
             out(stray)  # LVM's informational lines can land inside the document
         out("  " + line)
+
+
+# ---- vgs ----------------------------------------------------------------------------------------
+
+_VG_HEADINGS = {"vg_name": "VG", "pv_count": "#PV", "lv_count": "#LV", "snap_count": "#SN",
+                "vg_attr": "Attr", "vg_size": "VSize", "vg_free": "VFree",
+                "vg_extent_size": "Ext", "vg_extent_count": "#Ext", "vg_free_count": "Free",
+                "vg_tags": "VG Tags"}
+_VG_NUMERIC = {"pv_count", "lv_count", "snap_count", "vg_size", "vg_free", "vg_extent_size",
+               "vg_extent_count", "vg_free_count"}
+
+
+def vgs(argv: list[str]) -> int:
+    opts, args = _parse("vgs", argv, "o:q",
+                        ["options=", "reportformat=", "units=", "nosuffix", "noheadings",
+                         "separator=", "unbuffered", "quiet", "readonly"])
+    fields = ["vg_name", "pv_count", "lv_count", "snap_count", "vg_attr", "vg_size", "vg_free"]
+    fmt, units, suffix, headings, sep = "basic", "h", True, True, None
+    for k, v in opts:
+        if k in ("-o", "--options"):
+            fields = [f for f in v.replace(" ", "").split(",")]
+            for f in fields:
+                if f not in _VG_HEADINGS:
+                    raise LvmError(f"Unrecognised field: {f}")
+        elif k == "--reportformat":
+            allowed = ("basic", "json") + (("json_std",) if st.version() >= (2, 3, 17) else ())
+            if v not in allowed:
+                raise BadCommandLine(f"  Invalid argument for --reportformat: {v}")
+            fmt = v
+        elif k == "--units":
+            if v.lower() not in ("h", "b", "s", "k", "m", "g", "t", "p", "e"):
+                raise BadCommandLine(f"  Invalid argument for --units: {v}")
+            units = v.lower()
+        elif k == "--nosuffix":
+            suffix = False
+        elif k == "--noheadings":
+            headings = False
+        elif k == "--separator":
+            sep = v
+    with st.locked() as base:
+        names = args or st.vgs(base)
+        for vg in names:
+            _need_vg(base, vg)
+        table = [[_vg_value(base, vg, f, units, suffix) for f in fields] for vg in names]
+    if fmt == "basic":
+        if sep is not None:
+            for row in ([[_VG_HEADINGS[f] for f in fields]] if headings else []) + table:
+                out("  " + sep.join(row))
+        else:
+            rows = ([[_VG_HEADINGS[f] for f in fields]] if headings else []) + table
+            widths = [max(len(r[i]) for r in rows) for i in range(len(fields))] if rows else []
+            for row in rows:
+                out("  " + " ".join(v.rjust(w) if f in _VG_NUMERIC and row is not rows[0] else
+                                    v.ljust(w) for v, w, f in zip(row, widths, fields)).rstrip())
+    else:
+        _print_json(fields, table, fmt, key="vg")
+    return 0
+
+
+def _vg_value(base: Path, vg: str, f: str, units: str, suffix: bool) -> str:
+    info, lvs_of_vg = st.vg_info(base, vg), st.all_lvs(base, vg)
+    free = st.free_extents(base, vg)
+    return {
+        "vg_name": vg, "pv_count": "1", "lv_count": str(len(lvs_of_vg)),
+        "snap_count": str(sum(1 for lv in lvs_of_vg if lv.kind == "cow")), "vg_attr": "wz--n-",
+        "vg_size": report_size(info["extents"] * info["extent_size"], units, suffix),
+        "vg_free": report_size(free * info["extent_size"], units, suffix),
+        "vg_extent_size": report_size(info["extent_size"], units, suffix),
+        "vg_extent_count": str(info["extents"]), "vg_free_count": str(free), "vg_tags": "",
+    }[f]
 
 
 # ---- lvremove ---------------------------------------------------------------------------------

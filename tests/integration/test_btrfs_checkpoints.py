@@ -65,3 +65,19 @@ def test_a_checkpoint_that_would_overflow_is_refused_with_the_numbers(blab, btrf
     assert "checkpoint too-big of ct101 on node node1 refused" in r.err
     assert "needs" in r.err and "available" in r.err and "MiB" in r.err
     assert lab.ok("checkpoints", "--json").json() == []
+
+
+def test_expired_checkpoints_are_removed_from_the_file_system(blab, btrfs):  # noqa: F811
+    from datetime import datetime, timedelta, timezone
+
+    from freezegun import freeze_time
+
+    lab = blab
+    lab.ok("checkpoint", "ct101", "--label", "short", "--expire", "1h")
+    lab.ok("checkpoint", "ct101", "--label", "long", "--expire", "7d")
+    with freeze_time(datetime.now(timezone.utc) + timedelta(hours=2)):
+        assert "(expired)" in lab.ok("checkpoints").out
+        lab.ok("checkpoint", "drop", "--expired")
+    assert sorted(p.name for p in (btrfs / ".checkpoints").iterdir()) == ["ct101@long"]
+    assert [c["label"] for c in lab.ok("checkpoints", "--json").json()] == ["long"]
+

@@ -64,3 +64,48 @@ def test_a_damaged_copy_streamed_to_a_node_leaves_no_guest_there(pve_site):
     assert r.code == 7, r
     assert not pve.conf_path("pve2", "vm", 212).exists()
     assert not pve.volume("pve2", "local-lvm:vm-212-disk-0").exists()
+
+
+def test_checkpoint_break_rollback_identical_over_ssh_then_expiry(pve_site):
+    from datetime import datetime, timedelta, timezone
+
+    from freezegun import freeze_time
+
+    from tests.treediff import tree_digest
+
+    lab, pve = pve_site, pve_site.pve
+    volume = pve.volume("pve1", "local-lvm:vm-101-disk-0")
+    before = tree_digest(volume, mtimes=True)
+    lab.ok("checkpoint", "ct101", "vm200", "--label", "pre-upgrade", "--expire", "1h")
+    assert "[pre-upgrade]" in pve.conf_path("pve1", "ct", 101).read_text()
+    (volume / "home/demo/f000.txt").write_bytes(b"broken by the upgrade")
+    (volume / "home/demo/f001.txt").unlink()
+    (volume / "home/demo/new.txt").write_text("junk\n")
+    lab.ok("rollback", "ct101", "pre-upgrade")
+    assert tree_digest(volume, mtimes=True) == before
+    r = lab.run("rollback", "ct101", "nope")
+    assert r.code == 23 and "no checkpoint nope of ct101" in r.err
+    with freeze_time(datetime.now(timezone.utc) + timedelta(hours=2)):
+        lab.ok("checkpoint", "drop", "--expired")
+    assert lab.ok("checkpoints", "--json").json() == []
+    for kind, vmid in (("ct", 101), ("vm", 200)):
+        assert "[pre-upgrade]" not in pve.conf_path("pve1", kind, vmid).read_text()
+
+
+def test_clone_to_an_ssh_node_and_start_it_off_production(pve_site):
+    from vzbackup.domain.clone import macs
+
+    lab, pve = pve_site, pve_site.pve
+    lab.ok("repo", "init")
+    lab.ok("backup", "ct101")
+    r = lab.run("clone", "ct101", "--to", "pve2", "--start")  # would stay on vmbr0
+    assert r.code == 18 and "net0 stays on bridge vmbr0" in r.err
+    assert pve.node_of(201) is None
+    done = lab.ok("clone", "ct101", "--to", "pve2", "--network", "vmbr0=vmbr9", "--start",
+                  "--json").json()["details"]
+    assert (done["target"], done["node"], done["status"]) == ("ct201", "pve2", "running")
+    conf, source = pve.conf("pve2", "ct", 201), pve.conf("pve1", "ct", 101)
+    assert "bridge=vmbr9" in conf["net0"] and macs(conf).isdisjoint(macs(source))
+    assert pve.status(201) == "running" and pve.status(101) == "running"
+    assert (pve.volume("pve2", "local-lvm:vm-201-disk-0") / "home/demo/f000.txt").read_bytes() == \
+        (pve.volume("pve1", "local-lvm:vm-101-disk-0") / "home/demo/f000.txt").read_bytes()

@@ -208,3 +208,24 @@ def test_prune_and_gc_of_a_repository_on_a_node_run_on_that_node(site_lab):
     r = lab.ok("restore", "ct101", "--to", "node7", "--json").json()
     assert r["details"]["ran_on"] == "node7"
     assert_same_container(site.guests("node3") / "ct101", site.guests("node7") / "ct101")
+
+
+def test_clone_to_an_ssh_node_through_its_agent(site_lab):
+    lab, site = site_lab, site_lab.site
+    conf = site.guests("node3") / "ct101" / "guest.conf"
+    conf.write_text(conf.read_text() + "net0: name=eth0,bridge=vmbr0,hwaddr=BC:24:11:2A:3B:4C,"
+                                       "ip=10.0.0.5/24\n")
+    lab.ok("repo", "init")
+    lab.ok("backup", "ct101")
+    r = lab.run("clone", "ct101", "--to", "node7", "--network", "isolated", "--start")
+    assert r.code == 18 and "node node7 runs the directory platform" in r.err
+    done = lab.ok("clone", "ct101", "--to", "node7", "--hostname", "staging-web", "--network",
+                  "vmbr0=vmbr9", "--json").json()["details"]
+    clone = site.guests("node7") / done["target"]
+    assert tree_digest(clone / "rootfs") == tree_digest(site.guests("node3") / "ct101" / "rootfs")
+    settings = read_config(clone)
+    assert settings["hostname"] == "staging-web" and "bridge=vmbr9" in settings["net0"]
+    assert "BC:24:11:2A:3B:4C" not in settings["net0"] and "10.0.0.5" not in settings["net0"]
+    assert "bridge=vmbr0" in read_config(site.guests("node3") / "ct101")["net0"]
+    r = lab.run("checkpoint", "ct101", "--label", "pre")  # snapshotter none, from the agent
+    assert r.code == 23 and "node3" in r.err and "cannot keep snapshots" in r.err

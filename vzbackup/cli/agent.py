@@ -157,6 +157,9 @@ def _dispatch(job: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> dict[str, An
         guest = node.restore(_ref(job["target"]), stream, name=job["name"],  # type: ignore[arg-type]
                              config=job["config"], force=job["force"])
         return {"guest": guest.to_dict()}
+    if op == "checkpoint" and job.get("verb") == "space":
+        node.checkpoint_space([_ref(t) for t in job["targets"]], str(job["label"]))
+        return {}
     if op == "checkpoint":
         verb, ref, label = job["verb"], _ref(job["target"]), str(job["label"])
         if verb == "take":
@@ -171,6 +174,8 @@ def _dispatch(job: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> dict[str, An
     if op == "reconfigure":
         changes = {str(k): str(v) for k, v in dict(job["changes"]).items()}
         return {"guest": node.reconfigure(_ref(job["target"]), changes).to_dict()}
+    if op == "start":
+        return {"guest": node.start(_ref(job["target"])).to_dict()}
     if op == "snapshots":
         return {"leftovers": [lo.to_dict() for lo in node.leftover_snapshots()]}
     if op == "snapshot-remove":

@@ -49,7 +49,10 @@ def take(ctx: click.Context, cli_ctx: CliContext, guests: tuple[str, ...], label
 
     \b
     Example: vzbackup checkpoint ct101 ct102 --label pre-upgrade --expire 7d
-    Needs a platform that keeps snapshots: Proxmox VE, or the directory platform on btrfs.
+    Needs a node that keeps snapshots: Proxmox VE, btrfs, or LVM (directory and OpenVZ
+    nodes with snapshotter = "lvm"). A group that would not fit (the file system, the
+    volume group's free extents, the thin pool) is refused before any snapshot, with the
+    numbers (exit 13).
     """
     app = cli_ctx.app
     ttl = parse_duration(expire) if expire else None

@@ -27,29 +27,41 @@ from .restore import _parse_time
               help="Network remap, comma-separated: OLD=NEW bridges (vmbr0=vmbr9), 'isolated' "
                    "(no bridge at all), 'keep-ip' (keep static addresses) [default: same "
                    "bridges, static addresses dropped].")
+@click.option("--start", is_flag=True,
+              help="Start the clone once it is made (pct/qm start, vzctl start). Refused, "
+                   "before anything is made, while an interface would stay on a bridge of the "
+                   "source or keep its address, and on directory nodes.")
+@click.option("--allow-production-network", is_flag=True,
+              help="With --start: start it even on the source's bridges (it may then reach "
+                   "production's databases, queues and mail).")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @pass_cli
 @click.pass_context
 def clone(ctx: click.Context, cli_ctx: CliContext, guest: str, to_node: str, as_id: int | None,
           hostname: str | None, point: str | None, at: str | None, fresh: bool,
-          network: str | None, dry_run: bool, as_json: bool) -> None:
+          network: str | None, start: bool, allow_production_network: bool, dry_run: bool,
+          as_json: bool) -> None:
     """Create a new guest on NODE from a restore point of GUEST.
 
     \b
     Example: vzbackup clone ct101 --to node3 --hostname staging-web --network vmbr0=vmbr9
     The clone gets a new VMID, new MAC addresses and its hostname; static IP addresses are
     dropped unless --network keep-ip. Its lineage is recorded (vzbackup clones) and the
-    point it came from is never pruned while the clone is recorded.
+    point it came from is never pruned while the clone is recorded. With --start it is
+    started, but only off production's bridges (--network isolated or OLD=NEW for each).
     """
     app = cli_ctx.app
     if sum(1 for x in (point, at, fresh) if x) > 1:
         raise UsageError("give one of --point, --at and --fresh")
+    if allow_production_network and not start:
+        raise UsageError("--allow-production-network goes with --start")
     if fresh and not dry_run:
         point = _fresh_point(ctx, cli_ctx, guest)
     plan = plan_clone(app.catalog, app.nodes, app.repositories(), guest, to_node, point=point,
                       at=_parse_time(at) if at else None, as_id=as_id, hostname=hostname,
-                      network=network, access=app)
+                      network=network, access=app, start=start,
+                      allow_production_network=allow_production_network)
     if dry_run:
         if as_json:
             emit_json("clone-plan", plan.to_dict())

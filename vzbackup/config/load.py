@@ -267,7 +267,8 @@ def _check_proxmox(path: Path, name: str, n: dict, problems: list[str]) -> None:
 
 # ---- LVM snapshots and OpenVZ ----
 
-_LVM_KEYS = ("lvm_volume", "lvm_mountpoint", "lvm_snapshot_size", "lvm_mount_dir")
+_LVM_KEYS = ("lvm_volume", "lvm_mountpoint", "lvm_snapshot_size", "lvm_mount_dir",
+             "lvm_checkpoint_size", "lvm_checkpoint_reserve", "lvm_thin_pool_limit")
 _OPENVZ_KEYS = ("openvz_conf_dir",)
 _LVM_SIZE = re.compile(r"^[0-9]+(\.[0-9]+)?[bBsSkKmMgGtT]?$")  # lvcreate --size
 
@@ -287,6 +288,14 @@ def _check_lvm_openvz(path: Path, name: str, n: dict, problems: list[str]) -> No
         if n["lvm_snapshot_size"] and not _LVM_SIZE.match(n["lvm_snapshot_size"]):
             problems.append(f"{where}.lvm_snapshot_size: expected a size such as 1G or 512M, or "
                             f"empty for a thin snapshot (got {n['lvm_snapshot_size']!r})")
+        size = n["lvm_checkpoint_size"]
+        m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)%", size)
+        if not (_LVM_SIZE.match(size) or (m and 0 < float(m.group(1)) <= 100)):
+            problems.append(f"{where}.lvm_checkpoint_size: expected a percentage of the volume "
+                            f"(20%) or a size such as 8G (got {size!r})")
+        if not _LVM_SIZE.match(n["lvm_checkpoint_reserve"]):
+            problems.append(f"{where}.lvm_checkpoint_reserve: expected a size such as 1G or "
+                            f"512M (got {n['lvm_checkpoint_reserve']!r})")
     else:
         for key in _LVM_KEYS:
             if n[key] != options[key].default:

@@ -60,6 +60,9 @@ class NodeConfig:
     lvm_mountpoint: str = ""  # empty: root
     lvm_snapshot_size: str = "1G"
     lvm_mount_dir: str = "/run/vzbackup/snapshots"
+    lvm_checkpoint_size: str = "20%"
+    lvm_checkpoint_reserve: str = "1G"
+    lvm_thin_pool_limit: int = 80
     openvz_conf_dir: str = "/etc/vz/conf"
 
 

@@ -128,6 +128,16 @@ SCHEMA: dict[str, Section] = {
                                         "(thin volumes only)."),
         "lvm_mount_dir": Option("str", "/run/vzbackup/snapshots",
                                 doc="lvm: where snapshots are mounted read-only during a dump."),
+        "lvm_checkpoint_size": Option("str", "20%",
+                                      doc="lvm, thick volume: copy-on-write room of each "
+                                          "checkpoint snapshot, a percentage of the volume "
+                                          "(20%) or a size (8G)."),
+        "lvm_checkpoint_reserve": Option("str", "1G",
+                                         doc="lvm, thick volume: free space in the volume group "
+                                             "that checkpoints must leave (refused otherwise)."),
+        "lvm_thin_pool_limit": Option("int", 80, minimum=1, maximum=100,
+                                      doc="lvm, thin volume: refuse a checkpoint while the thin "
+                                          "pool's data or metadata is this percent full or more."),
         "openvz_conf_dir": Option("str", "/etc/vz/conf",
                                   doc="openvz: the folder holding the containers' CTID.conf files."),
     }, named=True, doc="Hypervisor nodes, one table each: [nodes.node1]."),

@@ -137,6 +137,32 @@ def clone_config(config: Mapping[str, Any], *, hostname: str | None, network: Ne
     return cloned
 
 
+# Platforms whose guests run (``--start``); the directory platform's are folders.
+STARTABLE_PLATFORMS = frozenset({"proxmox", "openvz"})
+
+
+def production_exposure(source: Mapping[str, Any], cloned: Mapping[str, Any],
+                        network: NetworkMap) -> list[str]:
+    """Why the clone, if started, would be on a production network: an interface still on
+    one of the source's bridges, or the source's static addresses kept. Empty: it is not
+    (every interface isolated or moved to another bridge, no kept address)."""
+    prod = {v for key, value in source.items() if NET_KEY.match(key)
+            for k, v in split_props(str(value)) if k == "bridge" and v}
+    found = []
+    for key, value in sorted(cloned.items()):
+        if not NET_KEY.match(key):
+            continue
+        props = dict(split_props(str(value)))
+        if props.get("bridge") in prod:
+            found.append(f"{key} stays on bridge {props['bridge']}, a bridge of the source")
+        static = [f"{k}={props[k]}" for k in ("ip", "ip6") if props.get(k, "") not in ("", *_DYNAMIC)]
+        if static and network.keep_ip:
+            found.append(f"{key} keeps the source's address {', '.join(static)} (keep-ip)")
+    if str(cloned.get("IP_ADDRESS") or "").strip():  # OpenVZ venet: on the host's network
+        found.append(f"IP_ADDRESS keeps the source's address {cloned['IP_ADDRESS']} (keep-ip)")
+    return found
+
+
 def macs(config: Mapping[str, Any]) -> set[str]:
     """Every MAC address in ``config``'s ``netN`` lines, upper case."""
     found = set()

@@ -42,6 +42,12 @@ class LocalNode:
     def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
         return self.platform.reconfigure(target, changes)
 
+    def start(self, ref: GuestRef) -> GuestInfo:
+        return self.platform.start_guest(ref)
+
+    def checkpoint_space(self, refs: list[GuestRef], label: str) -> None:
+        self.platform.checkpoint_space(refs, label, self.snapshotter)
+
     def checkpoint(self, ref: GuestRef, label: str) -> None:
         self.platform.take_checkpoint(ref, label, self.snapshotter)
 

@@ -99,6 +99,13 @@ class SshNode:
         done = self.run({"op": "reconfigure", "target": str(target), "changes": changes})
         return GuestInfo.from_dict(done["guest"])
 
+    def start(self, ref: GuestRef) -> GuestInfo:
+        return GuestInfo.from_dict(self.run({"op": "start", "target": str(ref)})["guest"])
+
+    def checkpoint_space(self, refs: list[GuestRef], label: str) -> None:
+        self.run({"op": "checkpoint", "verb": "space", "targets": [str(r) for r in refs],
+                  "label": label})
+
     def checkpoint(self, ref: GuestRef, label: str) -> None:
         self.run({"op": "checkpoint", "verb": "take", "target": str(ref), "label": label})
 

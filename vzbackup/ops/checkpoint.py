@@ -1,10 +1,11 @@
 """``vzbackup checkpoint``, ``rollback``, ``checkpoints``, ``checkpoint drop``.
 
 A checkpoint is a fast local snapshot on the guest's node (Proxmox ``pct``/``qm snapshot``,
-a btrfs snapshot on the directory platform), labelled, with an optional expiry; never
-durable. A checkpoint of several guests is one group: every guest's lock is taken first,
-the snapshots are taken back to back, and if one fails those already taken are removed
-(all or nothing). The catalogue records each guest's checkpoint (label, node, created,
+a btrfs or LVM snapshot on the directory and OpenVZ platforms), labelled, with an optional
+expiry; never durable. A checkpoint of several guests is one group: every guest's lock is
+taken first, each node checks that the whole group's snapshots fit (``checkpoint_space``:
+refused with the numbers otherwise), the snapshots are taken back to back, and if one
+fails those already taken are removed (all or nothing). The catalogue records each guest's checkpoint (label, node, created,
 expires); expired ones are removed by ``checkpoint drop --expired`` and by every job
 run. ``--with-backup`` (the CLI) also stores a restore point labelled ``checkpoint=LABEL``:
 when the snapshot or its node is gone, ``rollback`` raises ``CheckpointGone`` naming it.
@@ -57,6 +58,11 @@ def take_checkpoint(selection: Selection, label: str, catalog: Catalog, locks: L
     with ExitStack() as held:
         for t in selection.targets:
             held.enter_context(locks.guest(t.guest.ref, f"checkpoint {label}"))
+        by_node: dict[str, tuple[Node, list[GuestRef]]] = {}
+        for t in selection.targets:
+            by_node.setdefault(t.node.name, (t.node, []))[1].append(t.guest.ref)
+        for node, refs in by_node.values():
+            node.checkpoint_space(refs, label)
         try:
             for t in selection.targets:
                 t.node.checkpoint(t.guest.ref, label)

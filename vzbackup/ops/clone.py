@@ -8,6 +8,12 @@ Proxmox, ``qmrestore`` takes no network options: ``qm set`` does it). Its lineag
 guest, point, node, time) goes to the catalogue, and pins the point against pruning.
 
 ``--fresh`` backs the source up first and clones that point.
+
+``--start`` starts the clone once it is reconfigured (``pct start``/``qm start``, ``vzctl
+start``); a directory node has nothing to start, so it is refused before anything is made.
+A started copy of production runs production's jobs, so it must not share production's
+network: unless ``allow_production_network``, ``--start`` is refused (before the clone is
+created) while an interface stays on one of the source's bridges or keeps its address.
 """
 
 from __future__ import annotations
@@ -20,11 +26,11 @@ from datetime import datetime
 from typing import Any
 
 from ..domain.clone import (
-    NET_KEY, CloneRecord, NetworkMap, NetworkMapError, clone_config, next_free_vmid,
-    parse_network_map, valid_hostname,
+    NET_KEY, STARTABLE_PLATFORMS, CloneRecord, NetworkMap, NetworkMapError, clone_config,
+    next_free_vmid, parse_network_map, production_exposure, valid_hostname,
 )
 from ..domain.guests import GuestRef
-from ..errors import GuestExists, UsageError, VzError
+from ..errors import GuestCommandFailed, GuestExists, UsageError, VzError
 from ..ports import Catalog, Clock, Locks, Node, Repository, RepositoryAccess, Reporter
 from ..results import RunResult
 from .outcome import attempt, first_good_copy, recorded_run
@@ -39,6 +45,8 @@ class ClonePlan:
     restore: RestorePlan  # its target is the clone's new VMID
     hostname: str
     network: NetworkMap
+    start: bool = False  # start the clone once it is made
+    allow_production_network: bool = False  # start it even on a production bridge
 
     @property
     def source(self) -> GuestRef:
@@ -54,20 +62,21 @@ class ClonePlan:
         return (f"clone {self.source} point {p.point.id[:12]} "
                 f"({p.point.created:%Y-%m-%d %H:%M:%S} UTC) as {self.target} "
                 f"'{self.hostname}' on {p.node.name} from {repos}; network: "
-                f"{self.network.describe()}")
+                f"{self.network.describe()}" + ("; then start it" if self.start else ""))
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": str(self.source), "point": self.restore.point.id,
                 "target": str(self.target), "hostname": self.hostname,
                 "node": self.restore.node.name, "network": self.network.describe(),
-                "sources": [r.name for r in self.restore.sources]}
+                "sources": [r.name for r in self.restore.sources], "start": self.start}
 
 
 def plan_clone(catalog: Catalog, nodes: Mapping[str, Node], repos: Mapping[str, Repository],
                guest: str, to_node: str, *, point: str | None = None, at: datetime | None = None,
                as_id: int | None = None, hostname: str | None = None,
                network: str | None = None,
-               access: RepositoryAccess | None = None) -> ClonePlan:
+               access: RepositoryAccess | None = None, start: bool = False,
+               allow_production_network: bool = False) -> ClonePlan:
     """Resolve the source, its point, the new VMID and hostname; nothing is changed."""
     try:
         net = parse_network_map(network)
@@ -87,8 +96,28 @@ def plan_clone(catalog: Catalog, nodes: Mapping[str, Node], repos: Mapping[str, 
                         access=access)
     if plan.target == plan.point.guest:
         raise UsageError(f"a clone needs a VMID other than its source's ({plan.target})")
+    if start and plan.node.platform_name not in STARTABLE_PLATFORMS:
+        raise UsageError(f"--start: node {plan.node.name} runs the {plan.node.platform_name} "
+                         "platform, whose guests are folders: nothing runs them",
+                         hint="Leave out --start, or clone onto a Proxmox VE or OpenVZ node.")
     name = hostname or default_hostname(plan.point.guest_name, vmid)
-    return ClonePlan(plan, name, net)
+    cplan = ClonePlan(plan, name, net, start, allow_production_network)
+    if start and not allow_production_network:
+        source_config = _source_config(plan)
+        if source_config is not None:  # else: checked when the copy is read
+            check_network(cplan, source_config, clone_config(
+                source_config, hostname=name, network=net, randbytes=os.urandom))
+    return cplan
+
+
+def _source_config(plan: RestorePlan) -> dict[str, Any] | None:
+    """The point's guest config from the nearest copy whose manifest reads."""
+    for repo in plan.sources:
+        try:
+            return dict(repo.load_manifest(plan.point.id).guest_config)
+        except VzError:
+            continue
+    return None
 
 
 def default_hostname(source_name: str, vmid: int) -> str:
@@ -158,10 +187,41 @@ def _clone(plan: ClonePlan, catalog: Catalog, locks: Locks, reporter: Reporter,
                              plan.network.describe(), clock.now())
         catalog.record_clone(record)
         note_clone(repo, record, reporter)
-    reporter.info(f"cloned {plan.source} as {plan.target} '{plan.hostname}' on {node.name}")
+        reporter.info(f"cloned {plan.source} as {plan.target} '{plan.hostname}' on {node.name}")
+        status = _start(plan, catalog, reporter) if plan.start else guest.status
     return {"source": str(plan.source), "point": rp.point.id, "target": str(plan.target),
             "hostname": plan.hostname, "node": node.name, "repository": repo.name,
-            "bytes": size, "network": plan.network.describe()}
+            "bytes": size, "network": plan.network.describe(), "status": status}
+
+
+def _start(plan: ClonePlan, catalog: Catalog, reporter: Reporter) -> str:
+    """Start the made and recorded clone; a failure says it exists, stopped."""
+    node = plan.restore.node
+    try:
+        guest = node.start(plan.target)
+    except VzError as e:
+        raise GuestCommandFailed(
+            f"clone {plan.target} of {plan.source} was made on node {node.name} but could "
+            f"not be started: {e.message}",
+            hint=f"Fix the cause above, then start it on the node "
+                 f"({'pct' if plan.target.kind == 'ct' else 'qm'} start {plan.target.vmid}, "
+                 f"or vzctl start {plan.target.vmid} on OpenVZ).") from None
+    catalog.upsert_guest(guest)
+    reporter.info(f"started {plan.target} on {node.name}")
+    return guest.status
+
+
+def check_network(plan: ClonePlan, source_config: dict[str, Any], config: dict[str, Any]) -> None:
+    """Refuse to start a clone on production's network unless told to (before it exists)."""
+    if not plan.start or plan.allow_production_network:
+        return
+    exposure = production_exposure(source_config, config, plan.network)
+    if exposure:
+        raise UsageError(
+            f"--start: clone {plan.target} of {plan.source} would start on production's "
+            f"network ({'; '.join(exposure)}); nothing was created",
+            hint="Remap the bridges (--network vmbr0=vmbr9) or isolate it (--network "
+                 "isolated); or, if production can take it, add --allow-production-network.")
 
 
 def _restore_rewritten(plan: ClonePlan, catalog: Catalog, reporter: Reporter,
@@ -173,6 +233,7 @@ def _restore_rewritten(plan: ClonePlan, catalog: Catalog, reporter: Reporter,
         manifest = repo.load_manifest(rp.point.id)
         config = clone_config(manifest.guest_config, hostname=plan.hostname,
                               network=plan.network, randbytes=os.urandom)
+        check_network(plan, manifest.guest_config, config)
         with reporter.progress(f"clone {plan.source} as {plan.target} on {rp.node.name}",
                                None) as advance:
             _, size = restore_point(rp.node, repo, rp.point.id, plan.target, False, advance,

@@ -17,8 +17,6 @@ import logging
 import os
 import re
 import secrets
-import shutil
-import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -26,12 +24,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..domain.guests import GuestRef
-from ..errors import DumpFailed, GuestExists, GuestNotFound, RestoreFailed
+from ..errors import DumpFailed, GuestExists, GuestNotFound, RestoreFailed, UsageError
 from ..ports import Dump, GuestInfo, Snapshotter
 from .dircheckpoints import DirectoryCheckpoints
 from .guestconf import CONFIG_NAME, read_config, write_config
 from .hooks import HookScript, hooked
-from .install import install_folder, recover_replaced
+from .install import install_folder, recover_replaced, remove_tree
 from .tarproc import tar_argv, tar_stream
 from .tarsafe import extract_stream
 
@@ -178,6 +176,9 @@ class DirectoryPlatform:
 
     # ---- checkpoints (dircheckpoints.py) ------------------------------------------------
 
+    def checkpoint_space(self, refs: list[GuestRef], label: str, snapshotter: Snapshotter) -> None:
+        self._checkpoints.guard(refs, label, snapshotter)
+
     def take_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None:
         self._checkpoints.take(ref, label, snapshotter)
 
@@ -190,6 +191,12 @@ class DirectoryPlatform:
     @property
     def _checkpoints(self) -> DirectoryCheckpoints:
         return DirectoryCheckpoints(self.root, self.node_name)
+
+    def start_guest(self, ref: GuestRef) -> GuestInfo:
+        raise UsageError(f"{self._where(ref)}: the directory platform keeps guests as folders; "
+                         "nothing runs them, so there is nothing to start",
+                         hint="Start it with whatever uses the folder, or use a Proxmox VE or "
+                              "OpenVZ node.")
 
     def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
         """Merge ``changes`` into the guest's ``guest.conf`` (written atomically)."""
@@ -223,22 +230,3 @@ class DirectoryPlatform:
     def _replaced_dests(self) -> list[Path]:
         names = {p.name.split("-")[1] for p in self.root.glob(".replaced-*-*")}
         return [self.root / n for n in sorted(names) if _FOLDER.match(n)]
-
-
-def remove_tree(path: Path) -> None:
-    """Delete ``path``, even where extracted directories have taken away write permission
-    (a second pass gives every directory u+rwx first). Symlinks are never followed."""
-    if not os.path.lexists(path):
-        return
-    if os.path.islink(path):
-        os.unlink(path)
-        return
-    try:
-        shutil.rmtree(path)
-    except OSError:
-        for folder, dirs, _files in os.walk(path):
-            for d in dirs:
-                full = os.path.join(folder, d)
-                if not os.path.islink(full):
-                    os.chmod(full, stat.S_IRWXU)
-        shutil.rmtree(path)

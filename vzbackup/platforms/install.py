@@ -15,6 +15,8 @@ import errno
 import logging
 import os
 import secrets
+import shutil
+import stat
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -67,3 +69,22 @@ def recover_replaced(dest: Path) -> list[Path]:
         log.warning("putting %s back in place of the missing %s", leftovers[-1], dest)
         os.rename(leftovers.pop(), dest)
     return leftovers
+
+
+def remove_tree(path: Path) -> None:
+    """Delete ``path``, even where extracted directories have taken away write permission
+    (a second pass gives every directory u+rwx first). Symlinks are never followed."""
+    if not os.path.lexists(path):
+        return
+    if os.path.islink(path):
+        os.unlink(path)
+        return
+    try:
+        shutil.rmtree(path)
+    except OSError:
+        for folder, dirs, _files in os.walk(path):
+            for d in dirs:
+                full = os.path.join(folder, d)
+                if not os.path.islink(full):
+                    os.chmod(full, stat.S_IRWXU)
+        shutil.rmtree(path)

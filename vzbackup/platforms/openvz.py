@@ -9,6 +9,10 @@ Containers only (``ct<ctid>``). A dump is what vzdump's OpenVZ snapshot mode mad
 followed by the private area; leaving the dump unmounts and removes the snapshot. Such a
 stream is a ``vzdump-openvz-*.tar`` archive, which ``pct restore`` converts to LXC.
 
+A checkpoint (snapshotter ``lvm``) is a persistent snapshot of that volume
+(``snapshots/lvmcheckpoints.py``); rollback copies the container's private area out of it
+and swaps it in, with the container stopped for the swap if it ran (``volcheckpoints.py``).
+
 A restore extracts into ``<root>/private/.restore-ct<ctid>-<random>/``, takes the config
 back out of it, renames the folder into place, then writes ``<ctid>.conf`` (a crash before
 that leaves a private area without config: invisible to vzlist, removed on the next restore).
@@ -29,12 +33,16 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..domain.guests import GuestRef
-from ..errors import CheckpointFailed, DumpFailed, EnvironmentBroken, GuestExists, GuestNotFound, RestoreFailed
-from ..ports import Dump, GuestInfo, Snapshotter
+from ..errors import (
+    CheckpointFailed, DumpFailed, EnvironmentBroken, GuestCommandFailed, GuestExists, GuestNotFound,
+    RestoreFailed,
+)
+from ..ports import Dump, GuestInfo, Snapshotter, VolumeCheckpoints
 from .directory import STAGING_PREFIX, remove_tree
 from .install import install_folder
 from .tarproc import TAR_FLAGS, tar_stream
 from .tarsafe import extract_stream
+from .volcheckpoints import rollback_folder
 from ..domain.vzconf import parse_vzconf, update_vzconf
 
 log = logging.getLogger(__name__)
@@ -190,12 +198,68 @@ class OpenVzPlatform:
         return "".join(f'{k}="{v}"\n' for k, v in config.items()
                        if re.fullmatch(r"[A-Z_][A-Z0-9_]*", k) and isinstance(v, str))
 
-    def take_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None:
-        raise CheckpointFailed(f"checkpoint {label} of {self._where(ref)}: checkpoints of "
-                               "OpenVZ containers are not supported yet",
-                               hint="Take a restore point instead ('vzbackup backup').")
+    # ---- checkpoints: LVM snapshots of the volume (snapshots/lvmcheckpoints.py) -------------
 
-    rollback_checkpoint = drop_checkpoint = take_checkpoint
+    def _volume(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> VolumeCheckpoints:
+        vol = snapshotter.volume_checkpoints
+        if vol is None:
+            raise CheckpointFailed(f"checkpoint {label} of {self._where(ref)}: OpenVZ "
+                                   f"checkpoints need snapshotter = \"lvm\" (this node's is "
+                                   f"'{snapshotter.name}')",
+                                   hint="Take a restore point instead ('vzbackup backup').")
+        return vol
+
+    def _private(self, ref: GuestRef) -> Path:
+        current = self.find_guest(ref)
+        if current is None:
+            raise GuestNotFound(f"{self._where(ref)}: vzlist does not list it")
+        return Path(current.config.get("private") or self.guests_dir / str(ref.vmid))
+
+    def checkpoint_space(self, refs: list[GuestRef], label: str, snapshotter: Snapshotter) -> None:
+        self._volume(refs[0], label, snapshotter).guard([str(r) for r in refs], label)
+
+    def take_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None:
+        vol = self._volume(ref, label, snapshotter)
+        self._private(ref)
+        vol.guard([str(ref)], label)
+        vol.take(str(ref), label)
+
+    def rollback_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None:
+        """The private area as at the checkpoint; a running container is stopped for the
+        swap and started again. Its config (``CTID.conf``, not on the volume) stays."""
+        vol = self._volume(ref, label, snapshotter)
+        private = self._private(ref)
+        rollback_folder(vol, str(ref), label, private,
+                        f"{ref} on node {self.node_name} to checkpoint {label}", self._stopped(ref))
+
+    def drop_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None:
+        self._volume(ref, label, snapshotter).drop(str(ref), label)
+
+    @contextmanager
+    def _stopped(self, ref: GuestRef) -> Iterator[None]:
+        _exists, running = self.status(ref)
+        if running:
+            self._vzctl(ref, "stop")
+        try:
+            yield
+        finally:
+            if running:
+                self._vzctl(ref, "start")
+
+    def _vzctl(self, ref: GuestRef, verb: str) -> None:
+        done = _run(["vzctl", verb, str(ref.vmid)], self.node_name)
+        if done.returncode != 0:
+            said = (done.stderr or done.stdout).strip().splitlines()
+            raise GuestCommandFailed(f"{self._where(ref)}: vzctl {verb} failed (exit "
+                                     f"{done.returncode}): {said[-1] if said else 'no message'}")
+
+    def start_guest(self, ref: GuestRef) -> GuestInfo:
+        """``vzctl start CTID`` (pve.md 12.3), then the container as vzlist shows it."""
+        self._vzctl(ref, "start")
+        info = self.find_guest(ref)
+        if info is None:
+            raise GuestNotFound(f"{self._where(ref)}: vzlist does not list it")
+        return info
 
     def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
         """Update the container's vps.conf: ``hostname`` is ``HOSTNAME``, upper-case keys

@@ -293,6 +293,17 @@ class ProxmoxPlatform:
 
     # ---- checkpoints: pct/qm snapshot, rollback, delsnapshot (pve.md 8.1) ----
 
+    def start_guest(self, ref: GuestRef) -> GuestInfo:
+        """``pct start``/``qm start VMID`` (pve.md 8.1's verbs), then the guest as listed."""
+        self.start(ref)
+        found = self.find_guest(ref)
+        if found is None:
+            raise GuestNotFound(self._not_here(ref))
+        return found
+
+    def checkpoint_space(self, refs: list[GuestRef], label: str, snapshotter: Snapshotter) -> None:
+        """No guard of vzbackup's own: the storage decides, and pct/qm snapshot refuse."""
+
     def take_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None:
         try:
             self.snapshot(ref, label, "vzbackup checkpoint")

@@ -35,6 +35,7 @@ SWEEP_HINT = ("Check the btrfs file system and 'btrfs subvolume list'; a sweep r
 
 class BtrfsSnapshotter:
     name = "btrfs"
+    volume_checkpoints = None  # checkpoints: persistent subvolumes (below)
 
     def __init__(self, btrfs: str = "btrfs"):
         self.btrfs = btrfs

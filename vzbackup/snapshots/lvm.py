@@ -61,7 +61,8 @@ class Watch:
 
 class LvmSnapshotter:
     name = "lvm"
-    persistent = None  # checkpoints on LVM: not yet
+    persistent = None  # no btrfs-like subvolumes: checkpoints are volume_checkpoints
+    volume_checkpoints = None  # lvmcheckpoints.LvmCheckpoints, set by the wiring
 
     def __init__(self, volume: str, mountpoint: Path, node: str, *, size: str = "",
                  mount_dir: Path = Path("/run/vzbackup/snapshots"), poll: float = 2.0,

@@ -12,6 +12,7 @@ from ..ports import Leftover
 class NoSnapshot:
     name = "none"
     persistent = None
+    volume_checkpoints = None
 
     @contextmanager
     def snapshot(self, path: Path, tag: str) -> Iterator[Path]:

@@ -104,3 +104,12 @@ def test_a_rebuilt_catalogue_keeps_clones_lineage_and_the_pin(lab):
     plan = lab.ok("prune", "--dry-run", "ct101", "--json").json()
     mine = [i for i in plan if i["point"] == first]
     assert mine and mine[0]["decision"] == "keep" and "clone ct201" in mine[0]["reason"]
+
+
+def test_start_is_refused_on_a_directory_node_before_anything_is_made(lab):
+    with_network(lab)
+    r = lab.run("clone", "ct101", "--to", "node2", "--network", "isolated", "--start")
+    assert r.code == UsageError.exit_code
+    assert "node node2 runs the directory platform" in r.err and "Leave out --start" in r.err
+    assert not (lab.node("node2") / "ct201").exists()
+    assert lab.ok("clones", "--json").json() == []

@@ -61,3 +61,24 @@ def test_problems_are_named(tmp_path, extra, problem):
     with pytest.raises(ConfigError) as e:
         load(tmp_path, extra)
     assert problem in str(e.value)
+
+
+def test_checkpoint_options_are_checked_and_reach_the_snapshotter(tmp_path):
+    lvm = 'platform = "openvz"\nsnapshotter = "lvm"\nlvm_volume = "pve/vz"\n'
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, lvm + 'lvm_checkpoint_size = "120%"\nlvm_checkpoint_reserve = "lots"\n')
+    assert "nodes.ovz1.lvm_checkpoint_size: expected a percentage of the volume" in str(e.value)
+    assert "nodes.ovz1.lvm_checkpoint_reserve: expected a size" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, lvm + "lvm_thin_pool_limit = 0\n")
+    assert "nodes.ovz1.lvm_thin_pool_limit: must be at least 1" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, 'lvm_checkpoint_size = "10%"\n')
+    assert "nodes.ovz1.lvm_checkpoint_size: only for snapshotter" in str(e.value)
+    nc = load(tmp_path, lvm + 'lvm_checkpoint_size = "8G"\nlvm_thin_pool_limit = 70\n').nodes["ovz1"]
+    policy = build_node(nc).snapshotter.volume_checkpoints.policy
+    assert (policy.size, policy.reserve, policy.pool_limit) == ("8G", "1G", 70.0)
+    spec_node = node_from_spec({"name": "ovz1", "platform": "openvz", "snapshotter": "lvm",
+                                "root": "/var/lib/vz", "lvm_volume": "pve/vz",
+                                "lvm_checkpoint_size": "8G", "lvm_thin_pool_limit": 70})
+    assert spec_node.snapshotter.volume_checkpoints.policy == policy

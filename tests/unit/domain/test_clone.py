@@ -8,6 +8,7 @@ import pytest
 
 from vzbackup.domain.clone import (
     NetworkMapError, clone_config, macs, new_mac, next_free_vmid, parse_network_map,
+    production_exposure,
 )
 
 CT = {"hostname": "web1", "arch": "amd64", "lock": "backup",
@@ -61,3 +62,24 @@ def test_next_free_vmid_and_mac_format():
     assert next_free_vmid(set()) == 100
     assert next_free_vmid({101, 200, 105}) == 201
     assert len(new_mac(rand()).split(":")) == 6
+
+
+def test_production_exposure_names_kept_bridges_and_addresses():
+    src = {"net0": "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:2A:3B:4C,ip=10.0.0.5/24",
+           "net1": "virtio=A2:C0:43:77:08:A0,bridge=vmbr1"}
+
+    def exposure(text):
+        net = parse_network_map(text)
+        return production_exposure(src, clone_config(src, hostname="c", network=net,
+                                                     randbytes=lambda n: bytes(n)), net)
+
+    assert exposure(None) == ["net0 stays on bridge vmbr0, a bridge of the source",
+                              "net1 stays on bridge vmbr1, a bridge of the source"]
+    assert exposure("vmbr0=vmbr9") == ["net1 stays on bridge vmbr1, a bridge of the source"]
+    assert exposure("vmbr0=vmbr9,vmbr1=vmbr8") == []
+    assert exposure("isolated") == []
+    assert exposure("vmbr0=vmbr9,vmbr1=vmbr8,keep-ip") == [
+        "net0 keeps the source's address ip=10.0.0.5/24 (keep-ip)"]
+    assert exposure("vmbr0=vmbr1,vmbr1=vmbr0") == [  # swapped: both still production
+        "net0 stays on bridge vmbr1, a bridge of the source",
+        "net1 stays on bridge vmbr0, a bridge of the source"]

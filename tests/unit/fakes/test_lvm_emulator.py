@@ -165,3 +165,38 @@ def test_mount_refuses_what_does_not_exist(lvm, tmp_path):
         32, f"mount: {tmp_path}: special device /dev/vg0/nolv does not exist.\n")
     done = lvm.run("umount", str(tmp_path))
     assert (done.returncode, done.stderr) == (32, f"umount: {tmp_path}: not mounted.\n")
+
+
+def test_vgs_reports_free_space_and_extents_as_lvm2_2_03_16(lvm):
+    done = lvm.run("vgs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o",
+                   "vg_name,vg_size,vg_free,vg_extent_size,vg_extent_count,vg_free_count", "vg0")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[4] == (
+        '                  {"vg_name":"vg0", "vg_size":"68719476736", "vg_free":"66571993088", '
+        '"vg_extent_size":"4194304", "vg_extent_count":"16384", "vg_free_count":"15872"}')
+    lvm.run("lvcreate", "-s", "-L", "1G", "-n", "snap", "vg0/vz")
+    [row] = json.loads(lvm.run("vgs", "--reportformat", "json", "-o", "vg_free_count",
+                               "vg0").stdout)["report"][0]["vg"]
+    assert row == {"vg_free_count": str(15872 - 256)}
+    assert lvm.run("vgs").stdout.splitlines()[0].split() == [
+        "VG", "#PV", "#LV", "#SN", "Attr", "VSize", "VFree"]
+    done = lvm.run("vgs", "novg")
+    assert (done.returncode, done.stderr) == (
+        5, '  Volume group "novg" not found\n  Cannot process volume group novg\n')
+    done = lvm.run("vgs", "-o", "vg_name,bogus", "vg0")
+    assert (done.returncode, done.stderr) == (5, "  Unrecognised field: bogus\n")
+    done = lvm.run("vgs", "--bogus")
+    assert (done.returncode, done.stderr) == (
+        3, "vgs: unrecognized option '--bogus'\n  Error during parsing of command line.\n")
+
+
+def test_thin_pool_fill_shows_in_lvs(fake_lvm, tmp_path):
+    fake_lvm.thin_pool("vg0/data", 10 << 30)
+    fake_lvm.volume("vg0/vz", tmp_path, 4 << 30, kind="thin", pool="data")
+    fake_lvm.fill_pool("vg0/data", 85.5, 12.25)
+    rows = report(fake_lvm, "-o", "lv_name,lv_attr,pool_lv,data_percent,metadata_percent", "vg0")
+    assert rows == [
+        {"lv_name": "data", "lv_attr": "twi-a-tz--", "pool_lv": "", "data_percent": "85.50",
+         "metadata_percent": "12.25"},
+        {"lv_name": "vz", "lv_attr": "Vwi-aotz--", "pool_lv": "data", "data_percent": "0.00",
+         "metadata_percent": ""}]
