@@ -47,7 +47,7 @@ def prune(cli_ctx: CliContext, guests: tuple[str, ...], dry_run: bool,
     points = [p for p in app.catalog.points() if (not refs or p.guest in refs) and
               (job is None or any(j.name == job for j in covering.get(p.guest, [])))]
     plan = plan_prune(points, covering, app.config.retention, repositories or None,
-                      app.catalog.clones())
+                      app.catalog.clones(), app.catalog.branches())
     if as_json:
         emit_json("prune-plan", plan)
         return

@@ -42,6 +42,12 @@ class LocalNode:
     def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
         return self.platform.reconfigure(target, changes)
 
+    def destroy(self, target: GuestRef) -> None:
+        self.platform.destroy(target)
+
+    def sanitize(self, target: GuestRef, script: str, env: dict[str, str]) -> None:
+        self.platform.sanitize(target, script, env)
+
     def checkpoint(self, ref: GuestRef, label: str) -> None:
         self.platform.take_checkpoint(ref, label, self.snapshotter)
 

@@ -203,7 +203,7 @@ def _prune_preview(job: JobConfig, env: JobEnv, action: str) -> dict:
     guests = {ref for ref, jobs in covering.items() if job in jobs}
     points = [p for p in env.catalog.points() if p.guest in guests]
     plan = plan_prune(points, covering, env.retention, job.repositories,
-                      env.catalog.clones())
+                      env.catalog.clones(), env.catalog.branches())
     remove = sum(1 for item in plan if item.decision == "remove")
     if remove:
         env.reporter.info(f"job {job.name}: retention would remove {remove} restore point "

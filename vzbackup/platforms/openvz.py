@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..domain.guests import GuestRef
-from ..errors import CheckpointFailed, DumpFailed, EnvironmentBroken, GuestExists, GuestNotFound, RestoreFailed
+from ..errors import BranchFailed, CheckpointFailed, DumpFailed, EnvironmentBroken, GuestExists, GuestNotFound, RestoreFailed
 from ..ports import Dump, GuestInfo, Snapshotter
 from .directory import STAGING_PREFIX, remove_tree
 from .install import install_folder
@@ -196,6 +196,14 @@ class OpenVzPlatform:
                                hint="Take a restore point instead ('vzbackup backup').")
 
     rollback_checkpoint = drop_checkpoint = take_checkpoint
+
+    def destroy(self, target: GuestRef) -> None:
+        raise BranchFailed(f"{self._where(target)}: branches on OpenVZ nodes are not "
+                           "supported (vzbackup does not remove OpenVZ containers)",
+                           hint="Put the branch on a Proxmox VE or directory node.")
+
+    def sanitize(self, target: GuestRef, script: str, env: dict[str, str]) -> None:
+        self.destroy(target)
 
     def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
         """Update the container's vps.conf: ``hostname`` is ``HOSTNAME``, upper-case keys
