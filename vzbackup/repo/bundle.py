@@ -83,6 +83,9 @@ class _Hashing:
         self.count += len(data)
         return self.out.write(data)
 
+    def tell(self) -> int:
+        return self.count
+
 
 def write_bundle(path: Path, description: dict, points: list[tuple[Repository, str]],
                  passphrase_of: Opener, advance: Advance | None = None) -> BundleInfo:
@@ -125,11 +128,12 @@ def _archive(partial: Path, description: bytes, mini: ChunkRepository) -> tuple[
     now = int(time.time())
     with open(partial, "xb") as raw:
         hashing = _Hashing(raw)
-        with tarfile.open(fileobj=hashing, mode="w|", format=tarfile.USTAR_FORMAT) as tar:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=hashing, mode="w", format=tarfile.USTAR_FORMAT) as tar:  # type: ignore[call-overload]
             _add(tar, DESCRIPTION, description, now)
             for key in sorted(_repo_keys(mini)):
                 _add(tar, REPO + key, mini.backend.get(key), now)
             digest, prefix = hashing.sha.hexdigest(), hashing.count
+            assert prefix == tar.offset, "tarfile buffered a member"
             _add(tar, SEAL, _seal(digest, prefix, mini), now)
         raw.flush()
         os.fsync(raw.fileno())
