@@ -307,8 +307,8 @@ class ProxmoxPlatform:
 
     def sanitize(self, target: GuestRef, script: str, env: dict[str, str]) -> None:
         """A container: ``pct mount VMID`` (its root file system on the node, the CT locked
-        ``mounted``), the script with that folder, then ``pct unmount VMID`` whatever
-        happened. A VM: the script without a folder (see ``sanitize.py``)."""
+        ``mounted``), the script with the folder pct names (``mounted CT VMID in 'DIR'``),
+        then ``pct unmount VMID`` whatever happened. A VM: the script without a folder (see ``sanitize.py``)."""
         if self.find_guest(target) is None:
             raise GuestNotFound(self._not_here(target))
         if target.kind == "vm":
@@ -320,16 +320,9 @@ class ProxmoxPlatform:
             raise GuestCommandFailed(f"{self._where(target)}: pct mount failed: {r.message()}",
                                      hint=_lock_hint(r.message(), target))
         try:
-            run_sanitize(script, self.host_root / m.group(1).lstrip("/"), env,
-                         self._where(target))
+            run_sanitize(script, Path(m.group(1)), env, self._where(target))
         finally:
             self._guest_cmd(target, "unmount")
-
-    @property
-    def host_root(self) -> Path:
-        """The node's ``/``: the paths the tools print are relative to it (``etc_pve`` is
-        ``/etc/pve`` on a real node, ``<root>/etc/pve`` under the emulators)."""
-        return self.etc_pve.parent.parent
 
     # ---- checkpoints: pct/qm snapshot, rollback, delsnapshot (pve.md 8.1) ----
 

@@ -190,7 +190,8 @@ def destroy(type_: str, sub: str, argv: list[str]) -> int:
 # ``pct mount <vmid>``: locks the CT ``mounted`` (refused when it holds another lock), mounts
 # its volumes under /var/lib/lxc/<vmid>/rootfs and prints ``mounted CT <vmid> in '<dir>'``;
 # ``pct unmount <vmid>`` unmounts them and removes the lock. Not a task. The emulator's
-# "mount" is a symlink to the rootfs volume's folder.
+# "mount" is a symlink to the rootfs volume's folder, under its root: the directory it prints
+# is that one ($PVE_FAKE_ROOT/var/lib/lxc/<vmid>/rootfs), a real path a caller can use.
 
 
 def mount(type_: str, sub: str, argv: list[str]) -> int:
@@ -200,13 +201,12 @@ def mount(type_: str, sub: str, argv: list[str]) -> int:
     conf = state.load_local(pos["vmid"], type_)
     if "lock" in conf.values:
         raise Die(f"CT is locked ({conf.values['lock']})")
-    rootdir = f"/var/lib/lxc/{conf.vmid}/rootfs"
-    link = state.root() / rootdir.lstrip("/")
+    link = state.root() / f"var/lib/lxc/{conf.vmid}/rootfs"
     link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(state.volume_path(state.volid_of(conf.values["rootfs"])))
     conf.values["lock"] = "mounted"
     conf.save()
-    print(f"mounted CT {conf.vmid} in '{rootdir}'")
+    print(f"mounted CT {conf.vmid} in '{link}'")
     return 0
 
 
