@@ -26,6 +26,7 @@ from .points import RestorePoint, pick_point
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 ISOLATED = "isolated"
 BRANCH_LABEL = "branch"  # label of the restore points a branch stores of its sanitized clones
+IN_PROGRESS = "in progress"  # origin of a branch being made (or whose making was killed)
 
 
 def check_branch_name(name: str) -> str | None:
@@ -63,11 +64,15 @@ class BranchRecord:
     network: str  # "isolated" or the branch bridge
     sanitize: tuple[str, ...]  # the scripts run in every member, in order
     members: tuple[BranchMember, ...]
-    origin: str = "created"  # "created", or "bundle <digest>" when imported
+    origin: str = "created"  # "created", "bundle <digest>" (imported), or IN_PROGRESS
 
     @property
     def imported(self) -> bool:
-        return self.origin != "created"
+        return self.origin.startswith("bundle ")
+
+    @property
+    def complete(self) -> bool:
+        return self.origin != IN_PROGRESS
 
     def member_of(self, clone: GuestRef) -> BranchMember | None:
         return next((m for m in self.members if m.clone == clone), None)

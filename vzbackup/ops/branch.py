@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..domain.branch import (
-    BRANCH_LABEL, BranchMember, BranchNetwork, BranchRecord, bridges, branch_network,
+    BRANCH_LABEL, IN_PROGRESS, BranchMember, BranchNetwork, BranchRecord, bridges, branch_network,
     check_branch_name, pick_points,
 )
 from ..domain.clone import NET_KEY, next_free_vmid, valid_hostname
@@ -180,30 +180,44 @@ class Made:
 def create_branch(plan: BranchPlan, catalog: Catalog, locks: Locks, reporter: Reporter,
                   clock: Clock, *, repo_for_sanitized: Repository | None = None,
                   labels: Mapping[str, str] | None = None,
-                  access: RepositoryAccess | None = None, origin: str = "created",
-                  before_record: Callable[[BranchRecord], None] | None = None) -> BranchRecord:
-    """Make every member, sanitize, store sanitized points, record; or none of it."""
+                  access: RepositoryAccess | None = None,
+                  replacing: BranchRecord | None = None) -> BranchRecord:
+    """Make every member, sanitize, store sanitized points, record; or none of it.
+
+    While it works the branch is recorded ``in progress`` with its planned members (and,
+    for a refresh, the old ones), so that a process killed midway leaves a record that
+    ``branch destroy`` cleans up; on a failure that record is taken back."""
+    old = replacing.members if replacing else ()
+    planned = tuple(BranchMember(m.source, m.restore.point.id, m.target, m.hostname,
+                                 m.restore.point.id) for m in plan.members)
+    catalog.record_branch(_record(plan, old + planned, clock, IN_PROGRESS))
     made = Made([], [])
     try:
         guests = [_make_member(plan, m, catalog, locks, reporter, clock, made)
                   for m in plan.members]
         shipped = _store_sanitized(plan, guests, catalog, locks, reporter, clock,
                                    repo_for_sanitized, labels or {}, access, made)
-        members = tuple(BranchMember(m.source, m.restore.point.id, m.target, m.hostname,
-                                     shipped.get(m.target, m.restore.point.id))
-                        for m in plan.members)
-        record = BranchRecord(plan.name, plan.node.name, clock.now(), plan.at,
-                              plan.network.describe(), plan.sanitize, members, origin)
-        if before_record is not None:
-            before_record(record)
+        members = tuple(replace(m, shipped_id=shipped.get(m.clone, m.point_id)) for m in planned)
         for g in guests:
             catalog.upsert_guest(g)
-        catalog.record_branch(record)
+        record = _record(plan, members, clock, "created")
+        catalog.record_branch(record if replacing is None else
+                              _record(plan, old + members, clock, IN_PROGRESS))
     except BaseException:
         undo(made, catalog, reporter, plan.name)
+        if replacing is None:
+            catalog.forget_branch(plan.name)
+        else:
+            catalog.record_branch(replacing)
         raise
     reporter.info(f"branch {plan.name}: {len(members)} guests on node {plan.node.name}")
     return record
+
+
+def _record(plan: BranchPlan, members: tuple[BranchMember, ...], clock: Clock,
+            origin: str) -> BranchRecord:
+    return BranchRecord(plan.name, plan.node.name, clock.now(), plan.at, plan.network.describe(),
+                        plan.sanitize, members, origin)
 
 
 def _make_member(plan: BranchPlan, m: ClonePlan, catalog: Catalog, locks: Locks,
@@ -373,9 +387,11 @@ def refresh_plan(catalog: Catalog, nodes: Mapping[str, Node], repos: Mapping[str
 def refresh_branch(plan: BranchPlan, old: BranchRecord, catalog: Catalog,
                    nodes: Mapping[str, Node], locks: Locks, reporter: Reporter, clock: Clock,
                    **create: Any) -> BranchRecord:
-    """Create the new members (all or nothing), record them, then remove the old ones."""
-    new = create_branch(plan, catalog, locks, reporter, clock, **create)
+    """Create the new members (all or nothing), then remove the old ones, then record the
+    branch with the new ones only (until then the record holds both)."""
+    new = create_branch(plan, catalog, locks, reporter, clock, replacing=old, **create)
     node = require_node(nodes, old.node)
+    kept = []
     for m in old.members:
         try:
             with locks.guest(m.clone, f"branch refresh {old.name}"):
@@ -383,7 +399,12 @@ def refresh_branch(plan: BranchPlan, old: BranchRecord, catalog: Catalog,
         except GuestNotFound:
             continue
         except VzError as e:
+            kept.append(m)
             reporter.warning(f"branch {old.name}: the old member {m.clone} could not be removed "
-                             f"from node {node.name}: {e}; remove it by hand")
+                             f"from node {node.name}: {e}; 'vzbackup branch destroy' or "
+                             "another refresh removes it")
+    if kept:  # still the branch's, so that destroy removes them
+        catalog.record_branch(replace(new, members=tuple(kept) + new.members))
+    else:
+        catalog.record_branch(new)
     return new
-

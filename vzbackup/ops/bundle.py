@@ -16,11 +16,12 @@ import os
 import secrets
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..domain.branch import BranchMember, BranchNetwork, BranchRecord, branch_network, check_branch_name
+from ..domain.branch import (IN_PROGRESS, BranchMember, BranchNetwork, BranchRecord,
+                             branch_network, check_branch_name)
 from ..domain.clone import clone_config, next_free_vmid
 from ..domain.guests import GuestRef
 from ..errors import BadBundle, BranchFailed, UsageError, VzError
@@ -38,6 +39,11 @@ VERSION = 1
 def export_branch(catalog: Catalog, repos: Mapping[str, Repository], bundles: Bundles,
                   reporter: Reporter, clock: Clock, name: str, path: Path) -> BundleInfo:
     record = find_branch(catalog, name)
+    if not record.complete:
+        raise BranchFailed(f"branch {name} is not complete (being made, or its making was "
+                           "interrupted)",
+                           hint=f"Wait for it, or 'vzbackup branch destroy {name}' and create it "
+                                "again.")
     if record.imported:
         raise BranchFailed(f"branch {name} was imported from a bundle ({record.origin})",
                            hint="Copy that bundle file instead: it is what this branch came from.")
@@ -93,21 +99,27 @@ def import_branch(bundles: Bundles, path: Path, bundle_dir: Path, catalog: Catal
             raise BranchFailed(f"branch {new_name} already exists here",
                                hint="Destroy it first, or import under another name (--name).")
         net = _network(network or shipped.network)
-        members = _make_all(shipped, net, new_name, opened.repository, node, catalog, nodes,
-                            locks, reporter)
-        folder = bundle_dir / new_name
-        shutil.rmtree(folder, ignore_errors=True)  # a leftover of a branch destroyed by hand
-        os.replace(staging, folder)
+        planned = _targets(shipped, node, catalog)
+        pending = BranchRecord(new_name, node.name, clock.now(), shipped.at, net.describe(),
+                               shipped.sanitize, planned, IN_PROGRESS)
+        catalog.record_branch(pending)  # a killed import leaves it for 'branch destroy'
+        try:
+            guests = _make_all(shipped, planned, net, new_name, opened.repository, node,
+                               catalog, locks, reporter)
+            folder = bundle_dir / new_name
+            shutil.rmtree(folder, ignore_errors=True)  # a leftover of a branch destroyed by hand
+            os.replace(staging, folder)
+        except BaseException:
+            catalog.forget_branch(new_name)
+            raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    record = BranchRecord(new_name, node.name, clock.now(), shipped.at, net.describe(),
-                          shipped.sanitize, tuple(m for m, _ in members),
-                          f"bundle {opened.digest[:16]}")
-    for _, guest in members:
+    record = replace(pending, created=clock.now(), origin=f"bundle {opened.digest[:16]}")
+    for guest in guests:
         catalog.upsert_guest(guest)
     catalog.record_branch(record)
-    reporter.info(f"branch {new_name} imported on node {node.name}: {len(members)} guests")
+    reporter.info(f"branch {new_name} imported on node {node.name}: {len(guests)} guests")
     return ImportResult(record, opened.digest, folder)
 
 
@@ -127,25 +139,29 @@ def _network(text: str) -> BranchNetwork:
         raise UsageError(f"--network: {e}") from None
 
 
-def _make_all(shipped: BranchRecord, net: BranchNetwork, name: str, repo: Repository,
-              node: Node, catalog: Catalog, nodes: Mapping[str, Node], locks: Locks,
-              reporter: Reporter) -> list[tuple[BranchMember, GuestInfo]]:
+def _targets(shipped: BranchRecord, node: Node, catalog: Catalog) -> tuple[BranchMember, ...]:
+    """The members here: the recorded VMID when it is free on this node and in the
+    catalogue, else the next free one."""
     used = used_vmids(catalog, {node.name: node}) | {m.clone.vmid for b in catalog.branches()
                                                      for m in b.members}
+    out = []
+    for m in shipped.members:
+        vmid = m.clone.vmid if m.clone.vmid not in used else next_free_vmid(used)
+        used.add(vmid)
+        out.append(replace(m, clone=GuestRef(m.clone.kind, vmid)))
+    return tuple(out)
+
+
+def _make_all(shipped: BranchRecord, planned: tuple[BranchMember, ...], net: BranchNetwork,
+              name: str, repo: Repository, node: Node, catalog: Catalog, locks: Locks,
+              reporter: Reporter) -> list[GuestInfo]:
     made = Made([], [])
-    done = []
     try:
-        for m in shipped.members:
-            vmid = m.clone.vmid if m.clone.vmid not in used else next_free_vmid(used)
-            used.add(vmid)
-            target = GuestRef(m.clone.kind, vmid)
-            guest = _make_one(m, target, net, name, repo, node, locks, reporter, made)
-            done.append((BranchMember(m.source, m.point_id, target, m.hostname, m.shipped_id),
-                         guest))
+        return [_make_one(m, target.clone, net, name, repo, node, locks, reporter, made)
+                for m, target in zip(shipped.members, planned)]
     except BaseException:
         undo(made, catalog, reporter, name)
         raise
-    return done
 
 
 def _make_one(m: BranchMember, target: GuestRef, net: BranchNetwork, name: str,

@@ -290,3 +290,39 @@ def test_a_tampered_bundle_is_refused_and_nothing_is_written(three, tmp_path):
     r = away.run("branch", "import", str(bundle), "--to", "laptop", "--expect", "ab" * 32)
     assert r.code == BadBundle.exit_code and "not the expected" in r.err
     away.ok("branch", "import", str(bundle), "--to", "laptop")  # the original still imports
+
+
+def test_a_create_killed_midway_leaves_a_record_that_destroy_cleans_up(three):
+    import subprocess
+
+    lab = three
+    killer = script(lab, '#!/bin/sh\n[ "$VZBACKUP_SOURCE" = ct102 ] && kill -9 $PPID\nexit 0\n',
+                    "kill.sh")
+    argv, env = lab.subprocess_argv("branch", "create", "expo", "--guests", "ct101,ct102,vm200",
+                                    "--to", "node2", "--sanitize", killer)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    (left,) = lab.ok("branch", "list", "--json").json()
+    assert left["origin"] == "in progress" and len(left["members"]) == 3
+    assert (lab.node("node2") / "ct201").is_dir() and (lab.node("node2") / "ct202").is_dir()
+    assert lab.run("branch", "export", "expo", str(lab.root / "x.vzb")).code == BranchFailed.exit_code
+    again = lab.run("branch", "create", "expo", "--guests", "ct101", "--to", "node2")
+    assert again.code == BranchFailed.exit_code and "destroy" in again.err
+    lab.ok("branch", "destroy", "expo")
+    assert not list(lab.node("node2").glob("*[0-9]")) and lab.ok("branch", "list", "--json").json() == []
+
+
+def test_members_by_tag_from_fresh_backups(three):
+    lab = three
+    for g in ("ct101", "vm200"):
+        conf = lab.node("node1") / g / "guest.conf"
+        conf.write_text(conf.read_text() + "tags: web;prod\n")
+    (lab.node("node1") / "ct101" / "rootfs" / "etc" / "fresh").write_text("new\n")
+    r = lab.ok("branch", "create", "web", "--tag", "web", "--to", "node2", "--dry-run")
+    assert "2 guests" in r.out and not list(lab.node("node2").iterdir())
+    made = lab.ok("branch", "create", "web", "--tag", "web", "--to", "node2", "--fresh",
+                  "--json").json()
+    assert sorted(m["source"] for m in made["members"]) == ["ct101", "vm200"]
+    ct = next(m for m in made["members"] if m["source"] == "ct101")
+    assert (lab.node("node2") / ct["clone"] / "rootfs" / "etc" / "fresh").is_file()
+    assert len(lab.ok("points", "ct101", "--json").json()) == 2
