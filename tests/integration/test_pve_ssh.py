@@ -64,3 +64,19 @@ def test_a_damaged_copy_streamed_to_a_node_leaves_no_guest_there(pve_site):
     assert r.code == 7, r
     assert not pve.conf_path("pve2", "vm", 212).exists()
     assert not pve.volume("pve2", "local-lvm:vm-212-disk-0").exists()
+
+
+def test_a_branch_on_an_ssh_node_is_sanitized_and_destroyed_by_its_agent(pve_site):
+    lab, pve = pve_site, pve_site.pve
+    lab.ok("repo", "init")
+    lab.ok("backup", "--all")
+    scrub = lab.root / "scrub.sh"
+    scrub.write_text('#!/bin/sh\n[ -n "$1" ] || exit 0\necho "$VZBACKUP_GUEST" > "$1/etc/scrubbed"\n')
+    scrub.chmod(0o755)
+    made = lab.ok("branch", "create", "expo", "--guests", "ct101,vm200", "--to", "pve2",
+                  "--sanitize", str(scrub), "--json").json()
+    assert [m["clone"] for m in made["members"]] == ["ct201", "vm202"]
+    assert (pve.volume("pve2", "local-lvm:vm-201-disk-0") / "etc/scrubbed").read_text() == "ct201\n"
+    assert "lock" not in pve.conf("pve2", "ct", 201) and "bridge=" not in pve.conf("pve2", "vm", 202)["net0"]
+    lab.ok("branch", "destroy", "expo")
+    assert not pve.conf_path("pve2", "ct", 201).exists() and not pve.conf_path("pve2", "vm", 202).exists()
