@@ -142,6 +142,11 @@ def _sources(catalog: Catalog, nodes: Mapping[str, Node], guests: list[str],
 def _points(catalog: Catalog, sources: list[GuestRef], at: datetime | None,
             given: Mapping[GuestRef, str] | None) -> dict[GuestRef, RestorePoint]:
     if given is not None:
+        missing = [str(ref) for ref in sources if ref not in given]
+        if missing:
+            raise BranchFailed(f"no fresh restore point of {', '.join(missing)} (the guests "
+                               "changed while they were backed up)",
+                               hint="Run the command again.")
         return {ref: catalog.point(given[ref]) for ref in sources}
     chosen, lacking = pick_points({ref: catalog.points(ref) for ref in sources}, at)
     if lacking:
