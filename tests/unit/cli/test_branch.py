@@ -205,6 +205,11 @@ def test_export_then_import_with_production_unreachable_gives_guests_identical_t
             macs(read_config(lab.node("node2") / m["clone"])))
     listed = away.ok("branch", "list", "--json").json()
     assert listed[0]["origin"] == f"bundle {exported['digest'][:16]}"
+    twice = away.ok("branch", "import", str(bundle), "--to", "laptop", "--name", "expo2",
+                    "--network", "vmbr5", "--json").json()["branch"]
+    assert [m["clone"] for m in twice["members"]] == ["ct204", "ct205", "vm206"]  # 201-203 taken
+    assert "bridge=vmbr5" in read_config(away.node("disk") / "ct204")["net0"]
+    away.ok("branch", "destroy", "expo2")
     assert away.run("branch", "refresh", "expo").code == BranchFailed.exit_code
     away.ok("branch", "destroy", "expo")
     assert not list(away.node("disk").glob("*[0-9]"))
