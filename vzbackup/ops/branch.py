@@ -93,6 +93,10 @@ def plan_branch(catalog: Catalog, nodes: Mapping[str, Node], repos: Mapping[str,
         if not os.path.isabs(script):
             raise UsageError(f"--sanitize {script!r}: give the script's absolute path on the node")
     node = require_node(nodes, to_node)
+    if node.platform_name == "openvz":
+        raise BranchFailed(f"node {node.name} is an OpenVZ node: branches need a Proxmox VE or "
+                           "directory node (vzbackup does not remove OpenVZ containers)",
+                           hint="Put the branch on another node (--to).")
     sources = _sources(catalog, nodes, guests or [], tag)
     chosen = _points(catalog, sources, at, points)
     configs = {ref: _config(p, repos) for ref, p in chosen.items()}

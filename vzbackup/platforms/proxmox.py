@@ -295,13 +295,16 @@ class ProxmoxPlatform:
     # ---- branches: destroy a clone, sanitize it -----------------------------------------
 
     def destroy(self, target: GuestRef) -> None:
-        """``pct|qm stop`` if it runs, then ``pct|qm destroy VMID --purge 1`` (its volumes
-        and its entries in jobs and HA go with it)."""
+        """``pct|qm stop`` if it runs (``pct unmount`` if a killed sanitize left it mounted),
+        then ``pct|qm destroy VMID --purge 1`` (its volumes and its entries in jobs and HA go
+        with it)."""
         guest = self.find_guest(target)
         if guest is None:
             raise GuestNotFound(self._not_here(target))
         if guest.status == "running":
             self._guest_cmd(target, "stop")
+        if target.kind == "ct" and guest.config.get("lock") == "mounted":  # a killed sanitize
+            self._guest_cmd(target, "unmount")
         self._guest_cmd(target, "destroy", "--purge", "1")
         log.info("destroyed %s", self._where(target))
 

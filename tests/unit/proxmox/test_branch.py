@@ -4,9 +4,10 @@ node of another cluster while every production node and repository is unreachabl
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
-from tests.fakes.pve.cluster import FakeCluster
+from tests.fakes.pve.cluster import BIN, FakeCluster
 from tests.treediff import tree_digest
 from tests.unit.cli.conftest import Lab
 from tests.unit.proxmox.test_cli import plab, rootfs  # noqa: F401
@@ -105,7 +106,9 @@ def test_destroy_refuses_a_member_renamed_since(plab):  # noqa: F811
     path.write_text(path.read_text().replace("hostname: web1-demo", "hostname: someone-else"))
     r = lab.run("branch", "destroy", "demo")
     assert r.code == BranchFailed.exit_code and "someone-else" in r.err and path.exists()
-    lab.ok("branch", "destroy", "demo", "--force")
+    mounted = subprocess.run([str(BIN / "pct"), "mount", "201"], capture_output=True)
+    assert mounted.returncode == 0 and pve.conf("pve1", "ct", 201)["lock"] == "mounted"
+    lab.ok("branch", "destroy", "demo", "--force")  # unmounts what a killed sanitize left
     assert not path.exists()
 
 
