@@ -160,7 +160,8 @@ class App:
         given (a file or an environment variable, never argv), for an encrypted bundle."""
         given = (Passphrase.from_file(passphrase_file) if passphrase_file
                  else Passphrase.from_env(passphrase_env) if passphrase_env else None)
-        return BundleStore(lambda name: read_passphrase(self._repo_config(name)), given)
+        return BundleStore(lambda name: read_passphrase(self._repo_config(name)),
+                           self.bundle_dir, given)
 
     @property
     def bundle_dir(self) -> Path:

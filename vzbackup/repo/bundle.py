@@ -88,8 +88,11 @@ class _Hashing:
 
 
 def write_bundle(path: Path, description: dict, points: list[tuple[Repository, str]],
-                 passphrase_of: Opener, advance: Advance | None = None) -> BundleInfo:
-    """Write the bundle to ``path`` (atomically: a temporary file beside it, renamed)."""
+                 passphrase_of: Opener, work_root: Path, advance: Advance | None = None
+                 ) -> BundleInfo:
+    """Write the bundle to ``path`` (atomically: a temporary file beside it, renamed). The
+    mini repository is first built in a folder under ``work_root`` (not beside ``path``:
+    a USB stick then needs room for the bundle once, not twice)."""
     sources = [r for r, _ in points]
     if not sources:
         raise RepositoryError("a bundle needs at least one restore point")
@@ -102,10 +105,10 @@ def write_bundle(path: Path, description: dict, points: list[tuple[Repository, s
                 hint="Replicate the points into one repository, or make the branch again "
                      "from points of one repository.")
     path = path.absolute()
-    work = path.parent / f".{path.name}.work-{secrets.token_hex(4)}"
+    work = work_root / f".export-{secrets.token_hex(4)}"
     partial = path.parent / f".{path.name}.partial-{secrets.token_hex(4)}"
     try:
-        work.mkdir()
+        work.mkdir(parents=True)
         backend = LocalBackend(work)
         init_replica_repository(first, backend)
         mini = open_chunk_repository("bundle", backend, passphrase=passphrase_of(first.name),
@@ -352,15 +355,19 @@ def _padded(size: int) -> int:
 
 
 class BundleStore:
-    """``ports.Bundles``: writes with each repository's passphrase, opens with the one given."""
+    """``ports.Bundles``: writes with each repository's passphrase (building in
+    ``work_root``), opens with the one given."""
 
-    def __init__(self, passphrase_of: Opener, passphrase: Passphrase | None = None):
+    def __init__(self, passphrase_of: Opener, work_root: Path,
+                 passphrase: Passphrase | None = None):
         self._passphrase_of = passphrase_of
+        self._work_root = work_root
         self._passphrase = passphrase
 
     def write(self, path: Path, description: dict, points: list[tuple[Repository, str]],
               advance: Advance | None = None) -> BundleInfo:
-        return write_bundle(path, description, points, self._passphrase_of, advance)
+        return write_bundle(path, description, points, self._passphrase_of, self._work_root,
+                            advance)
 
     def open(self, path: Path, into: Path, expect: str | None = None) -> OpenedBundle:
         return open_bundle(path, into, self._passphrase, expect)
