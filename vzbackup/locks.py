@@ -44,6 +44,11 @@ class FileLocks:
         """``ports.JobLocks`` on one host: job ``name``'s lock."""
         return self._held(self.directory / f"job-{name}.lock", f"job {name}", purpose)
 
+    def repository(self, name: str, purpose: str) -> AbstractContextManager[None]:
+        """``ports.JobLocks.repository`` on one host: repository ``name``'s lock."""
+        return self._held(self.directory / f"repository-{name}.lock", f"repository {name}",
+                          purpose)
+
     @contextmanager
     def _held(self, path: Path, ref: str, purpose: str) -> Iterator[None]:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -160,6 +165,17 @@ class PgLocks:
             raise LockBusy(f"cannot {purpose} job {name}: it is running in another vzbackup "
                            "process (on this host or another one sharing the catalogue)")
         log.debug("locked job %s on %s (%s)", name, self.where, socket.gethostname())
+        try:
+            yield
+        finally:
+            lease.release()
+
+    @contextmanager
+    def repository(self, name: str, purpose: str) -> Iterator[None]:
+        lease = self.try_lease(f"repository:{name}")
+        if lease is None:
+            raise LockBusy(f"cannot {purpose} repository {name}: another vzbackup process "
+                           "(on this host or another one sharing the catalogue) holds its lock")
         try:
             yield
         finally:

@@ -124,6 +124,35 @@ class ReindexStats:
     rejected: int  # packs left out: torn or damaged
 
 
+@dataclass
+class GcReport:
+    """What one garbage collection run of a repository did (or, dry, would do)."""
+
+    points: int = 0  # manifests marked
+    referenced_chunks: int = 0
+    packs: int = 0  # indexed packs before this run
+    condemned: int = 0  # packs taken out of the index this run (phase 1)
+    condemned_bytes: int = 0
+    repacked: int = 0  # of those, packs whose referenced chunks were copied first
+    repacked_bytes: int = 0  # bytes copied into new packs
+    deleted: int = 0  # condemned packs deleted this run (phase 2)
+    deleted_bytes: int = 0
+    revived: int = 0  # condemned packs indexed again: a later point needs them
+    unnamed_deleted: int = 0  # packs no index object named (killed runs)
+    unnamed_bytes: int = 0
+    index_objects: tuple[int, int] = (0, 0)  # before, after
+    pending: int = 0  # condemned packs still waiting out the grace period
+    pending_bytes: int = 0
+    next_deletion: float | None = None  # when the earliest of them may go (epoch seconds)
+    warnings: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def freed_bytes(self) -> int:
+        return self.deleted_bytes + self.unnamed_bytes
+
+
+
 class Repository(Protocol):
     name: str
     url: str
@@ -142,6 +171,25 @@ class Repository(Protocol):
 
     def index_unnamed_packs(self) -> ReindexStats:
         """Name again, in a new index object, every sound pack no index object names."""
+        ...
+
+    def put_note(self, doc: dict[str, Any]) -> str:
+        """Store a small record (``kind``, ``key``, ``time``...) that ``catalog rebuild``
+        reads back; a later one with the same kind and key supersedes it."""
+        ...
+
+    def notes(self, *, with_gone: bool = False) -> dict[tuple[str, str], dict[str, Any]]:
+        """(kind, key) -> the latest note, those marked ``gone`` left out unless
+        ``with_gone``."""
+        ...
+
+    def remove_point(self, point_id: str) -> None:
+        """Delete the point's manifest (prune); its chunks go with garbage collection.
+        Removing a point that is not there is no error."""
+        ...
+
+    def collect_garbage(self, *, grace: float, now: float, dry_run: bool = False) -> GcReport:
+        """One garbage collection run (see ``repo/gc.py``); ``grace`` in seconds."""
         ...
 
     def quarantine_chunks(self, chunk_ids: tuple[bytes, ...]) -> int:
@@ -467,6 +515,11 @@ class JobLocks(Protocol):
     def job(self, name: str, purpose: str) -> AbstractContextManager[None]:
         """Hold job ``name``'s lock (cluster-wide with a PostgreSQL catalogue); raise
         ``LockBusy`` at once if another process, here or on another host, has it."""
+        ...
+
+    def repository(self, name: str, purpose: str) -> AbstractContextManager[None]:
+        """Hold repository ``name``'s lock for what removes data from it (prune, GC);
+        ``LockBusy`` at once if taken. Backups never need it."""
         ...
 
 

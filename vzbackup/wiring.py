@@ -106,6 +106,10 @@ class App:
                 "object_lock_days": rc.object_lock_days, "object_lock_mode": rc.object_lock_mode,
                 "access_key": access, "secret_key": secret}
 
+    @property
+    def gc_grace_hours(self) -> dict[str, int]:
+        return {name: rc.gc_grace_hours for name, rc in self.config.repositories.items()}
+
     def home(self, repository: str) -> str | None:
         return self._repo_config(repository).node or None
 
@@ -189,7 +193,7 @@ class App:
             reporter=reporter or self.reporter, clock=self.clock, labels=self.config.backup_labels,
             retention=self.config.retention, jobs=self.config.jobs,
             notify=self.config.alerts.notify, notifier=self.notifier(), access=self,
-            slots=slots, after_run=self.write_metrics)
+            slots=slots, after_run=self.write_metrics, gc_grace_hours=self.gc_grace_hours)
 
     def notifier(self) -> Notifier | None:
         """Mail and webhook as configured; None when neither is."""

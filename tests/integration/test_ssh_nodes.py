@@ -178,3 +178,33 @@ def test_nodes_tells_which_answer_and_what_runs_there(site_lab):
     r = lab.run("nodes")
     assert r.code == 5 and "node7" in r.out and "FAILED" in r.out
     assert "node node7" in r.err and "does not answer" in r.err
+
+
+def test_prune_and_gc_of_a_repository_on_a_node_run_on_that_node(site_lab):
+    """The repository on node3's own disk is collected by node3's agent: packs a repack
+    reads stay on node3; the controller sends the job and gets a report."""
+    from datetime import datetime, timedelta, timezone
+
+    from freezegun import freeze_time
+
+    lab, site = site_lab, site_lab.site
+    lab.config.write_text(lab.config.read_text().replace(
+        'repository = "here"', 'repository = "on3"') + "\n[retention.on3]\nkeep_last = 1\n")
+    lab.ok("repo", "init", "on3")
+    lab.ok("backup", "ct101")
+    (site.guests("node3") / "ct101").rename(site.guests("node3") / "old101")
+    make_container(site.guests("node3"), 101, "web1", files=60, mib=2, seed=9)
+    lab.ok("backup", "ct101")
+    packs = site.repo_dir("node3") / "packs"
+    full = sum(f.stat().st_size for f in packs.rglob("*") if f.is_file())
+    r = lab.ok("prune", "ct101", "--json").json()
+    assert r["result"]["details"]["removed"] == 1
+    for hours in (49, 98):
+        with freeze_time(datetime.now(timezone.utc) + timedelta(hours=hours), tick=True):
+            done = lab.ok("repo", "gc", "on3", "--json").json()[0]
+        assert done["ran_on"] == "node3", done
+    assert done["report"]["deleted"] >= 1
+    assert sum(f.stat().st_size for f in packs.rglob("*") if f.is_file()) < full * 0.7
+    r = lab.ok("restore", "ct101", "--to", "node7", "--json").json()
+    assert r["details"]["ran_on"] == "node7"
+    assert_same_container(site.guests("node3") / "ct101", site.guests("node7") / "ct101")

@@ -9,6 +9,8 @@ dropped) and SIGTERM unwind like an error: snapshots are removed, nothing is ins
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import logging
 import os
@@ -205,6 +207,11 @@ def _dispatch(job: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> dict[str, An
         return {"ok": report.ok, "chunks_checked": report.chunks_checked,
                 "problems": list(report.problems),
                 "damaged_chunks": [c.hex() for c in report.damaged_chunks]}
+    if op == "gc":
+        repo = repository_from_spec(job["repository"], cache)
+        report = repo.collect_garbage(grace=float(job["grace"]), now=float(job["now"]),
+                                      dry_run=bool(job["dry_run"]))
+        return dataclasses.asdict(report)
     if op == "replicate":
         source = repository_from_spec(job["source"], cache)
         target = repository_from_spec(job["target"], cache)

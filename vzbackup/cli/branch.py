@@ -72,7 +72,8 @@ def create(ctx: click.Context, cli_ctx: CliContext, name: str, guests: str | Non
         raise UsageError("give --at or --fresh, not both")
     names = [g.strip() for g in (guests or "").split(",") if g.strip()]
     points = _fresh_points(ctx, cli_ctx, names, tag) if fresh and not dry_run else None
-    plan = plan_branch(app.catalog, app.nodes, app.repositories(), name, to_node, guests=names,
+    repos = app.repositories()
+    plan = plan_branch(app.catalog, app.nodes, repos, name, to_node, guests=names,
                        tag=tag, network=network, sanitize=sanitize,
                        at=_parse_time(at) if at else None, points=points, access=app)
     if dry_run:
@@ -84,7 +85,7 @@ def create(ctx: click.Context, cli_ctx: CliContext, name: str, guests: str | Non
     app.reporter.info(plan.describe())
     record = create_branch(plan, app.catalog, app.locks, app.reporter, app.clock,
                            repo_for_sanitized=_backup_repo(cli_ctx), labels=app.config.backup_labels,
-                           access=app)
+                           access=app, repos=repos)
     _show(record, as_json, "branch-create")
 
 
@@ -147,12 +148,13 @@ def refresh(ctx: click.Context, cli_ctx: CliContext, name: str, at: str | None, 
     old = find_branch(app.catalog, name)
     points = (_fresh_points(ctx, cli_ctx, [str(m.source) for m in old.members], None)
               if fresh else None)
-    plan = refresh_plan(app.catalog, app.nodes, app.repositories(), old,
+    repos = app.repositories()
+    plan = refresh_plan(app.catalog, app.nodes, repos, old,
                         at=_parse_time(at) if at else None, points=points, access=app)
     app.reporter.info(plan.describe())
     record = refresh_branch(plan, old, app.catalog, app.nodes, app.locks, app.reporter,
                             app.clock, repo_for_sanitized=_backup_repo(cli_ctx),
-                            labels=app.config.backup_labels, access=app)
+                            labels=app.config.backup_labels, access=app, repos=repos)
     _show(record, as_json, "branch-refresh")
 
 
@@ -168,8 +170,9 @@ def destroy(cli_ctx: CliContext, name: str, force: bool, as_json: bool) -> None:
     branch's unpacked bundle goes too). Refuses, removing nothing, when a member's VMID
     holds a guest with another name than the branch gave it, unless --force."""
     app = cli_ctx.app
-    record = destroy_branch(app.catalog, app.nodes, app.locks, app.reporter, name, force=force,
-                            bundle_dir=app.bundle_dir)
+    record = destroy_branch(app.catalog, app.nodes, app.locks, app.reporter, app.clock, name,
+                            force=force, bundle_dir=app.bundle_dir,
+                            repos=None if _imported(app, name) else app.repositories())
     if as_json:
         emit_json("branch-destroy", record.to_dict())
     else:
@@ -228,6 +231,12 @@ def import_(cli_ctx: CliContext, file: Path, to_node: str, name: str | None, net
         return
     click.echo(f"bundle digest {done.digest}", err=True)
     _show(done.branch, False, "branch-import")
+
+
+def _imported(app, name: str) -> bool:
+    """An imported branch's points are not in the configured (production) repositories:
+    they are not opened (they may be unreachable)."""
+    return find_branch(app.catalog, name).imported
 
 
 def _backup_repo(cli_ctx: CliContext):

@@ -1,11 +1,15 @@
-"""``vzbackup repo init``: create a configured repository."""
+"""``vzbackup repo``: create a repository, index its packs again, collect its garbage."""
 
 from __future__ import annotations
 
 import click
 
+from ..errors import UsageError
+from ..ops.gc import collect_garbage
 from .context import CliContext, pass_cli
+from .gc_render import echo_totals, gc_exit_code, gc_json, print_gc
 from .main import cli
+from .render import emit_json
 
 
 @cli.group("repo")
@@ -43,3 +47,38 @@ def reindex(ctx: click.Context, cli_ctx: CliContext, name: str | None) -> None:
                       f"chunk(s) indexed again; {stats.rejected} damaged pack(s) left out")
     if stats.rejected:
         ctx.exit(7)
+
+
+@repo_group.command("gc")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--dry-run", is_flag=True, help="Show what would be taken out and deleted; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON on stdout.")
+@pass_cli
+@click.pass_context
+def gc(ctx: click.Context, cli_ctx: CliContext, names: tuple[str, ...], dry_run: bool,
+       as_json: bool) -> None:
+    """Collect garbage in repositories NAME (default: all): give back the space of chunks
+    no restore point references ('vzbackup prune' runs it after removing points).
+
+    Two phases: packs older than the grace period (the repository's gc_grace_hours) whose
+    chunks no manifest references are taken out of the index now (mostly unreferenced ones
+    have their referenced chunks copied to a new pack first); a run one grace period later
+    deletes them, unless a point written meanwhile needs them. A backup running during GC
+    never loses a chunk. Stops without removing anything if a manifest cannot be read.
+    Exit 11 when another prune or GC of a repository holds its lock."""
+    app = cli_ctx.app
+    for name in names:
+        if name not in app.config.repositories:
+            raise UsageError(f"no repository named {name!r} (known: "
+                             f"{', '.join(sorted(app.config.repositories))})")
+    wanted = list(names) or sorted(app.config.repositories)
+    collected = collect_garbage(app.repositories(), wanted, app.job_locks, app.clock,
+                                app.reporter, app.gc_grace_hours, dry_run=dry_run,
+                                nodes=app.nodes, access=app)
+    if as_json:
+        emit_json("repo-gc", gc_json(collected))
+    else:
+        print_gc(collected)
+        echo_totals(collected)
+    missing = [n for n in wanted if n not in {c.repository for c in collected}]
+    ctx.exit(gc_exit_code(collected) or (6 if missing else 0))

@@ -156,7 +156,7 @@ def _build(path: Path, doc: dict, problems: list[str]) -> Config:
         r["passphrase_env"], r["compression_level"], r["chunk_avg_kib"], r["bwlimit_mib"],
         p(r["key_file"]), p(r["known_hosts"]), r["accept_new_host_key"], r["connect_timeout"],
         r["node"], r["endpoint_url"], r["region"], r["path_style"], p(r["credentials_file"]),
-        r["sse"], r["object_lock_days"], r["object_lock_mode"])
+        r["sse"], r["object_lock_days"], r["object_lock_mode"], r["gc_grace_hours"])
         for n, r in doc["repositories"].items()}
     nodes = {n: NodeConfig(
         n, v["transport"], v["platform"], v["snapshotter"],

@@ -85,6 +85,7 @@ class RepositoryConfig:
     sse: str = ""
     object_lock_days: int = 0
     object_lock_mode: str = "GOVERNANCE"
+    gc_grace_hours: int = 48
 
     @property
     def scheme(self) -> str:

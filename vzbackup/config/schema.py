@@ -141,6 +141,11 @@ SCHEMA: dict[str, Section] = {
         "chunk_avg_kib": Option("int", 32, choices=(16, 32, 64, 128, 256, 512, 1024),
                                 doc="Average chunk size, fixed when the repository is initialised."),
         "bwlimit_mib": Option("int", 0, minimum=0, doc="MiB/s at most to and from it; 0: no limit."),
+        "gc_grace_hours": Option("int", 48, minimum=1, maximum=24 * 366,
+                                 doc="Garbage collection deletes a pack only this long after "
+                                     "it took it out of the index, and never condemns a pack "
+                                     "younger than this: longer than any backup or copy into "
+                                     "this repository can run."),
         "key_file": Option("path", "", doc="sftp://: the SSH private key; empty: the SSH agent."),
         "known_hosts": Option("path", "", doc="sftp://: known_hosts file; empty: ~/.ssh/known_hosts."),
         "accept_new_host_key": Option("bool", False,
@@ -158,7 +163,9 @@ SCHEMA: dict[str, Section] = {
                       doc="s3://: server-side encryption of every object."),
         "object_lock_days": Option("int", 0, minimum=0, maximum=36500,
                                    doc="s3://: Object Lock retention of every object written, "
-                                       "in days; 0: none. The bucket must have Object Lock."),
+                                       "in days; 0: none. The bucket must have Object Lock. "
+                                       "Packs new points reference are kept locked that far "
+                                       "ahead."),
         "object_lock_mode": Option("str", "GOVERNANCE", choices=("GOVERNANCE", "COMPLIANCE"),
                                    doc="s3://: GOVERNANCE (removable with a bypass permission) "
                                        "or COMPLIANCE (by no one)."),

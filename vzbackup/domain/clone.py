@@ -177,3 +177,16 @@ class CloneRecord:
         return {"source": str(self.source), "point": self.point_id, "clone": str(self.clone),
                 "node": self.node, "hostname": self.hostname, "network": self.network,
                 "created": self.created.isoformat()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CloneRecord":
+        return cls(_ref(d["source"]), str(d["point"]), _ref(d["clone"]), str(d["node"]),
+                   str(d["hostname"]), str(d["network"]), datetime.fromisoformat(d["created"]))
+
+
+def _ref(text: str) -> GuestRef:
+    """``ct101`` / ``vm200`` as ``to_dict`` writes them."""
+    kind, vmid = text[:2], text[2:]
+    if kind not in ("ct", "vm") or not vmid.isdigit():
+        raise ValueError(f"{text!r} is not a guest reference (ct<ID> or vm<ID>)")
+    return GuestRef(kind, int(vmid))

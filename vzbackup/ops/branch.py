@@ -190,7 +190,8 @@ def create_branch(plan: BranchPlan, catalog: Catalog, locks: Locks, reporter: Re
                   clock: Clock, *, repo_for_sanitized: Repository | None = None,
                   labels: Mapping[str, str] | None = None,
                   access: RepositoryAccess | None = None,
-                  replacing: BranchRecord | None = None) -> BranchRecord:
+                  replacing: BranchRecord | None = None,
+                  repos: Mapping[str, Repository] | None = None) -> BranchRecord:
     """Make every member, sanitize, store sanitized points, record; or none of it.
 
     While it works the branch is recorded ``in progress`` with its planned members (and,
@@ -219,6 +220,8 @@ def create_branch(plan: BranchPlan, catalog: Catalog, locks: Locks, reporter: Re
         else:
             catalog.record_branch(replacing)
         raise
+    if replacing is None:
+        note_branch(catalog, repos or {}, record, reporter, clock)
     reporter.info(f"branch {plan.name}: {len(members)} guests on node {plan.node.name}")
     return record
 
@@ -333,8 +336,9 @@ def find_branch(catalog: Catalog, name: str) -> BranchRecord:
 
 
 def destroy_branch(catalog: Catalog, nodes: Mapping[str, Node], locks: Locks,
-                   reporter: Reporter, name: str, *, force: bool = False,
-                   bundle_dir: Path | None = None) -> BranchRecord:
+                   reporter: Reporter, clock: Clock, name: str, *, force: bool = False,
+                   bundle_dir: Path | None = None,
+                   repos: Mapping[str, Repository] | None = None) -> BranchRecord:
     """Remove the members from the node, then the record (and an imported branch's
     unpacked bundle). A member already gone is forgotten."""
     record = find_branch(catalog, name)
@@ -359,6 +363,8 @@ def destroy_branch(catalog: Catalog, nodes: Mapping[str, Node], locks: Locks,
         else:
             reporter.warning(f"branch {name}: {m.clone} is already gone from node {node.name}")
         left.remove(m)
+    if not record.imported:
+        note_branch(catalog, repos or {}, record, reporter, clock, gone=True)
     catalog.forget_branch(name)
     if bundle_dir is not None and record.imported:
         shutil.rmtree(bundle_dir / name, ignore_errors=True)
@@ -412,8 +418,33 @@ def refresh_branch(plan: BranchPlan, old: BranchRecord, catalog: Catalog,
             reporter.warning(f"branch {old.name}: the old member {m.clone} could not be removed "
                              f"from node {node.name}: {e}; 'vzbackup branch destroy' or "
                              "another refresh removes it")
-    if kept:  # still the branch's, so that destroy removes them
-        catalog.record_branch(replace(new, members=tuple(kept) + new.members))
-    else:
-        catalog.record_branch(new)
+    final = replace(new, members=tuple(kept) + new.members) if kept else new
+    catalog.record_branch(final)  # kept: still the branch's, so that destroy removes them
+    note_branch(catalog, create.get("repos") or {}, final, reporter, clock)
     return new
+
+
+def note_branch(catalog: Catalog, repos: Mapping[str, Repository], record: BranchRecord,
+                reporter: Reporter, clock: Clock, *, gone: bool = False) -> None:
+    """The branch (or that it is gone) as a note in every repository holding one of its
+    points, so that ``catalog rebuild`` brings it back. A failure only warns."""
+    doc: dict[str, Any] = {"kind": "branch", "key": record.name, "time": clock.now().isoformat()}
+    doc.update({"gone": True} if gone else {"record": record.to_dict()})
+    for repo in _holding(catalog, repos, record):
+        try:
+            repo.put_note(doc)
+        except VzError as e:
+            reporter.warning(f"branch {record.name}: its note could not be written into "
+                             f"{repo.name} ({e}): 'catalog rebuild' would not "
+                             f"{'forget' if gone else 'bring back'} the branch")
+
+
+def _holding(catalog: Catalog, repos: Mapping[str, Repository],
+             record: BranchRecord) -> list[Repository]:
+    names: set[str] = set()
+    for pid in {pid for m in record.members for pid in (m.point_id, m.shipped_id)}:
+        try:
+            names |= {c.repository for c in catalog.point(pid).copies}
+        except VzError:
+            continue
+    return [repos[n] for n in sorted(names) if n in repos]

@@ -154,8 +154,10 @@ def _clone(plan: ClonePlan, catalog: Catalog, locks: Locks, reporter: Reporter,
         changes.setdefault("hostname" if plan.target.kind == "ct" else "name", plan.hostname)
         guest = node.reconfigure(plan.target, changes)
         catalog.upsert_guest(guest)
-        catalog.record_clone(CloneRecord(plan.source, rp.point.id, plan.target, node.name,
-                                         plan.hostname, plan.network.describe(), clock.now()))
+        record = CloneRecord(plan.source, rp.point.id, plan.target, node.name, plan.hostname,
+                             plan.network.describe(), clock.now())
+        catalog.record_clone(record)
+        note_clone(repo, record, reporter)
     reporter.info(f"cloned {plan.source} as {plan.target} '{plan.hostname}' on {node.name}")
     return {"source": str(plan.source), "point": rp.point.id, "target": str(plan.target),
             "hostname": plan.hostname, "node": node.name, "repository": repo.name,
@@ -180,3 +182,13 @@ def _restore_rewritten(plan: ClonePlan, catalog: Catalog, reporter: Reporter,
     repo, (config, size) = first_good_copy(rp.sources, rp.point.id, read, catalog, reporter,
                                            clock)
     return repo, config, size
+
+
+def note_clone(repo: Repository, record: CloneRecord, reporter: Reporter) -> None:
+    """The lineage into the repository the clone came from too, for ``catalog rebuild``."""
+    try:
+        repo.put_note({"kind": "clone", "key": str(record.clone), "time": record.created.isoformat(),
+                       "record": record.to_dict()})
+    except VzError as e:
+        reporter.warning(f"the lineage of clone {record.clone} could not be written into "
+                         f"{repo.name} ({e}): 'catalog rebuild' would not bring it back")

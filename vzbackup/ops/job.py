@@ -6,7 +6,8 @@ and whose steps are runs of their own, tagged with the job's run id:
 1. back up the job's guests (in parallel, within the dump slots) to its repository;
 2. replicate the guests' points to each of its replicas;
 3. verify the copies the run wrote (``verify_after``);
-4. say what retention would remove (removal comes with garbage collection);
+4. prune the job's guests in its repositories (when retention says so), then collect
+   garbage there (``ops/prune.py``, ``ops/gc.py``);
 5. drop expired checkpoints (of any guest: expiry is the daemon's to enforce).
 
 A guest's outcome is its backup's, made ``failed`` by the first later step that failed for
@@ -31,7 +32,7 @@ from .backup import backup
 from .checkpoint import drop as drop_checkpoints
 from .membership import covering_jobs
 from .outcome import attempt, recorded_run
-from .prune import plan_prune
+from .prune import apply_prune, plan_prune
 from .replicate import replicate
 from .selection import select_for_job
 from .summary import job_summary
@@ -61,6 +62,7 @@ class JobEnv:
     slots: DumpSlots | None = None
     after_run: Callable[[], None] | None = None  # e.g. rewrite the metrics file
     on_started: Callable[[int], None] | None = None  # told the job run's id (its log file)
+    gc_grace_hours: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 def run_job(job: JobConfig, env: JobEnv, trigger: str = "manual") -> RunResult:
@@ -96,7 +98,7 @@ def _recorded(job: JobConfig, env: JobEnv, action: str, trigger: str, steps: Ste
             run.add_outcome(outcome)
         details = {**args, "steps": [{"kind": r.kind, "run_id": r.run_id, "status": r.status}
                                      for r in done],
-                   **_prune_preview(job, env, action), **_expire_checkpoints(env, action)}
+                   **_pruned(done), **_expire_checkpoints(env, action)}
     result = run.result(details)
     _send(env, result)
     if env.after_run is not None:
@@ -130,6 +132,7 @@ def _backup_steps(job: JobConfig, env: JobEnv, tag: dict) -> list[RunResult]:
         done.append(verify(points, repos, env.catalog, env.reporter, env.clock,
                            full=job.verify_after == "full", nodes=env.nodes, access=env.access,
                            run_args=tag))
+    done += _prune_step(job, env, repos, tag)
     return done
 
 
@@ -196,20 +199,34 @@ def _expire_checkpoints(env: JobEnv, action: str) -> dict:
             "checkpoints_expired_failed": len(result.failed)}
 
 
-def _prune_preview(job: JobConfig, env: JobEnv, action: str) -> dict:
-    if action != "backup":
-        return {}
+def _prune_step(job: JobConfig, env: JobEnv, repos: Mapping[str, Repository],
+                tag: dict) -> list[RunResult]:
+    """Retention for the job's guests in its repositories, then GC there; nothing when the
+    job keeps everything and no [retention.REPO] covers its repositories."""
+    if job.policy.keeps_everything and not any(r in env.retention for r in job.repositories):
+        return []
     covering = covering_jobs(env.jobs or {job.name: job}, env.catalog)
     guests = {ref for ref, jobs in covering.items() if job in jobs}
     points = [p for p in env.catalog.points() if p.guest in guests]
-    plan = plan_prune(points, covering, env.retention, job.repositories,
+    plan = plan_prune(points, covering, env.retention, [r for r in job.repositories if r in repos],
                       env.catalog.clones(), env.catalog.branches())
-    remove = sum(1 for item in plan if item.decision == "remove")
-    if remove:
-        env.reporter.info(f"job {job.name}: retention would remove {remove} restore point "
-                          "copies ('vzbackup prune --dry-run' lists them; removal comes with "
-                          "garbage collection)")
-    return {"prune_would_remove": remove}
+    result, _ = apply_prune(plan, repos, env.catalog, env.job_locks, env.reporter, env.clock,
+                            env.gc_grace_hours, run_args=tag, nodes=env.nodes,
+                            access=env.access)
+    removed = result.details["removed"]
+    if removed:
+        env.reporter.info(f"job {job.name}: retention removed {removed} restore point copies")
+    return [result]
+
+
+def _pruned(done: list[RunResult]) -> dict:
+    pruned = [r for r in done if r.kind == "prune"]
+    if not pruned:
+        return {}
+    gc = pruned[0].details.get("gc", {})
+    return {"pruned": pruned[0].details.get("removed", 0),
+            "gc_freed_bytes": sum(r["deleted_bytes"] + r["unnamed_bytes"] for r in gc.values()),
+            "gc_waiting_bytes": sum(r["pending_bytes"] for r in gc.values())}
 
 
 def _send(env: JobEnv, result: RunResult) -> None:

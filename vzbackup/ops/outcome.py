@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..errors import (IntegrityError, NodeUnreachable, ObjectNotFound, PointNotFound,
                       RepositoryError, VzError)
-from ..ports import Catalog, Clock, Reporter, Repository
+from ..ports import Catalog, Clock, Node, Reporter, Repository, RepositoryAccess
 from ..results import GuestOutcome, RunResult, Status, overall
 
 log = logging.getLogger(__name__)
@@ -144,3 +144,15 @@ def recorded_run(catalog: Catalog, clock: Clock, kind: str, args: dict[str, Any]
         catalog.finish_run(run.run_id, "aborted", clock.now())
         raise
     catalog.finish_run(run.run_id, run.status, clock.now())
+
+
+def home_node(repo: Repository, nodes: Mapping[str, Node],
+              access: RepositoryAccess | None) -> tuple[Node, dict] | None:
+    """The SSH node whose own disk holds ``repo``, and how it opens it there: work that
+    reads the repository (verify, GC) runs on that node, so that only a report crosses the
+    network. None: run here."""
+    node = nodes.get(access.home(repo.name) or "") if access else None
+    if node is None or node.agent is None or access is None:
+        return None
+    spec = access.spec_for(repo.name, node.name)
+    return (node, spec) if spec is not None else None

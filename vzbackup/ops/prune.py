@@ -1,11 +1,15 @@
-"""``vzbackup prune --dry-run``: what retention would keep and remove, and why.
+"""``vzbackup prune``: what retention keeps and removes, and why; then the removal.
 
 For each guest and each repository holding its points, the policy in force is judged with
 Proxmox VE's prune-backups semantics (``domain.retention``). Never removed, whatever the
 policy: protected points (label ``protected=1``), each guest's newest verified point
 (a copy checked ``ok``), points a recorded clone was made from, and the points a recorded
-branch was made from or ships. Removing points comes
-with garbage collection; this only reads.
+branch was made from or ships.
+
+Removal (:func:`apply_prune`), per repository under its lock: each manifest is deleted,
+then the catalogue forgets the copy (killed in between, the next prune finds the same
+verdict and finishes; a verify meanwhile reports the copy missing). Then garbage collection
+(``ops/gc.py``) takes the space back: one grace period later, by its two phases.
 
 Which policy applies to a guest's points in a repository (as in PVE, a job's
 ``prune-backups`` wins over its storage's):
@@ -19,6 +23,7 @@ Which policy applies to a guest's points in a repository (as in PVE, a job's
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+import dataclasses
 from dataclasses import dataclass
 
 from ..config.model import JobConfig, RetentionConfig
@@ -27,6 +32,11 @@ from ..domain.clone import CloneRecord
 from ..domain.guests import GuestRef
 from ..domain.points import RestorePoint
 from ..domain.retention import Policy, Verdict, judge
+from ..errors import RepositoryError, VzError
+from ..ports import Catalog, Clock, JobLocks, Node, Reporter, Repository, RepositoryAccess
+from ..results import GuestOutcome, RunResult
+from .gc import GcOutcome, collect_garbage
+from .outcome import attempt, recorded_run
 
 PROTECTED_LABEL = "protected"
 
@@ -130,3 +140,59 @@ def is_protected(point: RestorePoint) -> bool:
 def _item(guest: GuestRef, repo: str, force: PolicyInForce, v: Verdict) -> PruneItem:
     return PruneItem(guest, repo, force.policy.describe(), force.source, v.key,
                      v.created.isoformat(), v.decision, v.reason)
+
+
+def apply_prune(plan: list[PruneItem], repos: Mapping[str, Repository], catalog: Catalog,
+                locks: JobLocks, reporter: Reporter, clock: Clock,
+                grace_hours: Mapping[str, int], *, gc: bool = True,
+                run_args: dict | None = None, nodes: Mapping[str, Node] | None = None,
+                access: RepositoryAccess | None = None) -> tuple[RunResult, list[GcOutcome]]:
+    """Remove the copies ``plan`` says to remove (one item per copy), then collect garbage
+    in every repository the plan covers (unless ``gc`` is false)."""
+    removals = [i for i in plan if i.decision == "remove"]
+    covered = sorted({i.repository for i in plan})
+    args = {"remove": len(removals), "repositories": covered, **(run_args or {})}
+    with recorded_run(catalog, clock, "prune", args) as run:
+        for name in covered:
+            mine = [i for i in removals if i.repository == name]
+            if mine:
+                _remove_in(name, mine, repos.get(name), catalog, locks, run)
+        collected = collect_garbage(repos, covered, locks, clock, reporter, grace_hours,
+                                    nodes=nodes, access=access) if gc else []
+        for c in collected:
+            if c.error is not None:
+                run.add_outcome(GuestOutcome("*", c.repository, "failed", error=type(c.error).__name__,
+                                             exit_code=c.error.exit_code,
+                                             message=f"garbage collection: {c.error}",
+                                             hint=c.error.hint))
+        details = {"removed": sum(1 for o in run.items if o.status == "ok"),
+                   "kept": len(plan) - len(removals),
+                   "gc": {c.repository: dataclasses.asdict(c.report)
+                          for c in collected if c.report is not None}}
+    return run.result(details), collected
+
+
+def _remove_in(name: str, items: list[PruneItem], repo: Repository | None, catalog: Catalog,
+               locks: JobLocks, run) -> None:
+    if repo is None:
+        for item in items:
+            run.add_outcome(_kept_because(item, f"repository {name} could not be opened"))
+        return
+    try:
+        with locks.repository(name, "prune"):
+            for item in items:
+                with attempt(str(item.guest), name) as a:
+                    repo.remove_point(item.point)
+                    catalog.forget_copy(item.point, name)
+                    a.tally.point_id = item.point
+                run.add(a)
+    except VzError as e:  # the lock: another prune or GC of this repository is running
+        for item in items:
+            run.add_outcome(_kept_because(item, str(e), e))
+
+
+def _kept_because(item: PruneItem, why: str, error: VzError | None = None) -> GuestOutcome:
+    return GuestOutcome(str(item.guest), item.repository, "failed", point_id=item.point,
+                        error=type(error).__name__ if error else "RepositoryError",
+                        exit_code=error.exit_code if error else RepositoryError.exit_code,
+                        message=f"not removed: {why}", hint=error.hint if error else None)

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ..domain.branch import BranchRecord
+from ..domain.clone import CloneRecord
 from ..domain.guests import GuestRef
 from ..domain.manifest import Manifest
+from ..errors import VzError
 from ..ports import Catalog, Clock, GuestInfo, Reporter, Repository
 from ..results import RunResult
 from .outcome import attempt, recorded_run
@@ -32,8 +35,11 @@ def rebuild_catalog(repos: Mapping[str, Repository], catalog: Catalog, reporter:
             reporter.info(f"{repo.name}: {found} restore points catalogued")
         for manifest in newest.values():
             _restore_guest(catalog, manifest)
+        lineage = _restore_lineage(repos, catalog, reporter)
+        branches = _restore_branches(repos, catalog, reporter)
     failed = [i for i in run.items if i.status == "failed"]
-    return run.result({"points": len(run.items) - len(failed), "guests": len(newest)}, failed)
+    return run.result({"points": len(run.items) - len(failed), "guests": len(newest),
+                       "clones": lineage, "branches": branches}, failed)
 
 
 def _keep_newest(newest: dict[GuestRef, Manifest], manifest: Manifest) -> None:
@@ -48,3 +54,56 @@ def _restore_guest(catalog: Catalog, manifest: Manifest) -> None:
         return
     catalog.upsert_guest(GuestInfo(manifest.guest, manifest.guest_name, manifest.source_node,
                                    config=dict(manifest.guest_config)))
+
+
+def _restore_lineage(repos: Mapping[str, Repository], catalog: Catalog,
+                     reporter: Reporter) -> int:
+    """Clones' lineage from the notes the repositories hold (the latest per clone)."""
+    found: dict[str, dict] = {}
+    for repo in repos.values():
+        try:
+            notes = repo.notes()
+        except VzError as e:
+            reporter.warning(f"{repo.name}: notes could not be read ({e}): clones' lineage "
+                             "from it is not restored")
+            continue
+        for (kind, key), doc in notes.items():
+            if kind == "clone" and str(doc["time"]) >= str(found.get(key, {}).get("time", "")):
+                found[key] = doc
+    known = {str(c.clone) for c in catalog.clones()}
+    restored = 0
+    for key, doc in sorted(found.items()):
+        if key in known:
+            continue
+        catalog.record_clone(CloneRecord.from_dict(doc["record"]))
+        restored += 1
+    if restored:
+        reporter.info(f"{restored} clone lineage record(s) restored from the repositories' notes")
+    return restored
+
+
+def _restore_branches(repos: Mapping[str, Repository], catalog: Catalog,
+                      reporter: Reporter) -> int:
+    """Branches from the notes the repositories hold: the latest note per branch across
+    them (a destroyed branch's latest note is ``gone``)."""
+    latest: dict[str, dict] = {}
+    for repo in repos.values():
+        try:
+            notes = repo.notes(with_gone=True)
+        except VzError as e:
+            reporter.warning(f"{repo.name}: notes could not be read ({e}): branches from it "
+                             "are not restored")
+            continue
+        for (kind, key), doc in notes.items():
+            if kind == "branch" and str(doc["time"]) >= str(latest.get(key, {}).get("time", "")):
+                latest[key] = doc
+    known = {b.name for b in catalog.branches()}
+    restored = 0
+    for name, doc in sorted(latest.items()):
+        if name in known or doc.get("gone"):
+            continue
+        catalog.record_branch(BranchRecord.from_dict(doc["record"]))
+        restored += 1
+    if restored:
+        reporter.info(f"{restored} branch record(s) restored from the repositories' notes")
+    return restored

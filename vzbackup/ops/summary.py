@@ -35,9 +35,10 @@ def job_summary(result: RunResult, now: datetime) -> tuple[str, str, dict[str, A
         point = (o.point_id or "-")[:12]
         lines.append(f"ok     {o.guest} on {o.node}: point {point}, {o.bytes_in} bytes read, "
                      f"{o.new_bytes} stored, {o.seconds:.1f} s")
-    if d.get("prune_would_remove"):
-        lines += ["", f"Retention would remove {d['prune_would_remove']} copies "
-                      "(vzbackup prune --dry-run)."]
+    if "pruned" in d:
+        lines += ["", f"Retention removed {d['pruned']} copies; garbage collection freed "
+                      f"{d['gc_freed_bytes']} bytes, {d['gc_waiting_bytes']} bytes wait out "
+                      "the grace period."]
     lines += ["", f"Details: vzbackup runs show {result.run_id}"]
     document = {"event": "job-run", "subject": subject, "time": now.isoformat(),
                 "run": result.to_dict()}

@@ -13,7 +13,7 @@ from ..errors import IntegrityError
 from ..ports import (Advance, Catalog, Clock, Node, Reporter, Repository, RepositoryAccess,
                      VerifyReport)
 from ..results import RunResult
-from .outcome import COPY_ERRORS, attempt, copy_state_after, recorded_run
+from .outcome import COPY_ERRORS, attempt, copy_state_after, home_node, recorded_run
 
 
 def verify(points: list[RestorePoint], repos: Mapping[str, Repository], catalog: Catalog,
@@ -32,7 +32,7 @@ def verify(points: list[RestorePoint], repos: Mapping[str, Repository], catalog:
                     continue  # a copy in a repository this config does not name
                 with attempt(str(point.guest), copy.repository) as a:
                     _verify_copy(point, repo, catalog, reporter, clock, full, repair,
-                                 _verifier(repo, nodes or {}, access))
+                                 home_node(repo, nodes or {}, access))
                     a.tally.point_id = point.id
                     a.tally.bytes_in = point.size
                 run.add(a)
@@ -67,16 +67,6 @@ def _verify_copy(point: RestorePoint, repo: Repository, catalog: Catalog, report
         raise IntegrityError(f"restore point {point.id[:12]} of {point.guest} in {repo.name}: "
                              f"{shown}{more}")
     catalog.record_copy_state(point.id, repo.name, "ok", clock.now(), level)
-
-
-def _verifier(repo: Repository, nodes: Mapping[str, Node],
-              access: RepositoryAccess | None) -> tuple[Node, dict] | None:
-    """The SSH node whose own disk holds ``repo``, and how it opens it; None: verify here."""
-    node = nodes.get(access.home(repo.name) or "") if access else None
-    if node is None or node.agent is None or access is None:
-        return None
-    spec = access.spec_for(repo.name, node.name)
-    return (node, spec) if spec is not None else None
 
 
 def _verify_on(on: tuple[Node, dict], point_id: str, full: bool,

@@ -4,8 +4,11 @@
 An index object never changes and is named by its content's hash, so a local copy
 (``<cache folder>/index/<id>``, checked against its id when read) serves as long as the
 backend lists the id, and copies of objects the backend no longer lists are dropped.
-Anything that removes data (a repair; GC later) bumps the repository's generation: the
+Anything that removes data (a repair, GC) bumps the repository's generation: the
 in-memory map is then rebuilt from the objects still listed.
+
+Packs that GC condemned (``garbage/`` records, see ``garbage.py``) are kept aside: a lookup
+for deduplication (``in``) does not see their chunks, a lookup for reading (``locate``) does.
 
 The cache never claims a chunk that a crash could lose: it holds only what index objects
 name, and a writer puts an index object only after the packs it names are durable.
@@ -22,7 +25,9 @@ from pathlib import Path
 from ..errors import IntegrityError, ObjectNotFound
 from ..ports import Backend
 from .codec import Codec
-from .format import INDEX_PREFIX, index_key, is_object_id, read_generation
+from .format import (GARBAGE_PREFIX, INDEX_PREFIX, garbage_key, index_key, is_object_id,
+                     read_generation)
+from .garbage import GarbageRecord, decode_record
 from .index import ChunkIndex, Location, PackEntries, decode_index
 from .packs import PackEntry
 
@@ -41,6 +46,8 @@ class IndexCache:
         self._index = ChunkIndex()
         self._loaded: dict[str, tuple[bytes, ...]] = {}  # index id -> the packs it names
         self._generation: str | None = None  # None: never refreshed
+        self._records: dict[str, GarbageRecord] = {}  # garbage records, by id
+        self._condemned = ChunkIndex()  # the packs they list
         self.refreshed_at = float("-inf")  # time.monotonic() when the last refresh began
 
     @property
@@ -48,10 +55,20 @@ class IndexCache:
         return self._index
 
     def __contains__(self, chunk_id: bytes) -> bool:
+        """Whether an index object names the chunk: what deduplication may rely on."""
         return chunk_id in self._index
 
     def locate(self, chunk_id: bytes) -> Location | None:
-        return self._index.locate(chunk_id)
+        """Where to read the chunk: an indexed pack, else a condemned one not deleted yet."""
+        where = self._index.locate(chunk_id)
+        return where if where is not None else self._condemned.locate(chunk_id)
+
+    def names_pack(self, pack_id: bytes) -> bool:
+        """Whether an index object or a garbage record names the pack."""
+        return self._index.has_pack(pack_id) or self._condemned.has_pack(pack_id)
+
+    def garbage_records(self) -> list[GarbageRecord]:
+        return sorted(self._records.values(), key=lambda r: (r.condemned_at, r.record_id))
 
     def ensure_loaded(self) -> None:
         if self._generation is None:
@@ -76,14 +93,41 @@ class IndexCache:
                 if packs is not None:
                     _record(index, loaded, index_id, packs)
             self._index, self._loaded, self._generation = index, loaded, generation
+            self._refresh_garbage()
             self.refreshed_at = started
             self._drop_local(listed)
+
+    def _refresh_garbage(self) -> None:
+        listed = {name for name in (i.key[len(GARBAGE_PREFIX):]
+                                    for i in self.backend.list(GARBAGE_PREFIX))
+                  if is_object_id(name)}
+        if listed == self._records.keys():
+            return
+        records = {i: r for i, r in self._records.items() if i in listed}
+        for record_id in sorted(listed - records.keys()):
+            try:
+                records[record_id] = decode_record(
+                    self.codec, record_id, self.backend.get(garbage_key(record_id)))
+            except ObjectNotFound:
+                continue  # deleted since it was listed
+            except IntegrityError as exc:
+                log.warning("%s: %s; the packs it lists are not readable through it",
+                            self.backend.url, exc)
+        condemned = ChunkIndex()
+        for record in sorted(records.values(), key=lambda r: r.condemned_at):
+            for pack_id, entries in record.packs.items():
+                condemned.add_pack(pack_id, entries)
+        self._records, self._condemned = records, condemned
 
     def add_object(self, index_id: str, blob: bytes, packs: PackEntries) -> None:
         """An index object this process has just put."""
         with self._lock:
             _record(self._index, self._loaded, index_id, packs)
             self._write_local(index_id, blob)
+
+    def loaded_objects(self) -> list[str]:
+        """The ids of the index objects loaded (the backend listed them at the last refresh)."""
+        return list(self._loaded)
 
     def objects_naming(self, pack_id: bytes) -> list[str]:
         return [i for i, packs in self._loaded.items() if pack_id in packs]

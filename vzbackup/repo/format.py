@@ -192,6 +192,7 @@ PACK_PREFIX = "packs/"
 INDEX_PREFIX = "index/"
 MANIFEST_PREFIX = "manifests/"
 QUARANTINE_PREFIX = "quarantine/"
+GARBAGE_PREFIX = "garbage/"
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -218,3 +219,7 @@ def index_key(index_id: str) -> str:
 
 def manifest_key(point_id: str) -> str:
     return MANIFEST_PREFIX + point_id
+
+
+def garbage_key(record_id: str) -> str:
+    return GARBAGE_PREFIX + record_id

@@ -34,9 +34,7 @@ class Location(NamedTuple):
 
 def encode_index(codec: Codec, packs: PackEntries) -> tuple[str, bytes]:
     """The id and stored form of an index object naming ``packs``."""
-    plain = b"".join([INDEX_HEAD, *(PACK_HEAD.pack(pack_id, len(entries))
-                                    + b"".join(ENTRY.pack(*e) for e in entries)
-                                    for pack_id, entries in packs.items())])
+    plain = INDEX_HEAD + encode_pack_list(packs)
     index_id = hashlib.sha256(plain).hexdigest()
     return index_id, codec.encode(bytes.fromhex(index_id), plain)
 
@@ -49,8 +47,18 @@ def decode_index(codec: Codec, index_id: str, blob: Buffer) -> dict[bytes, list[
         raise IntegrityError(f"{what} does not match its id")
     if plain[:len(INDEX_HEAD)] != INDEX_HEAD:
         raise IntegrityError(f"{what}: unknown format")
+    return decode_pack_list(memoryview(plain)[len(INDEX_HEAD):], what)
+
+
+def encode_pack_list(packs: PackEntries) -> bytes:
+    """Packs and their entries, as index objects and garbage records hold them."""
+    return b"".join(PACK_HEAD.pack(pack_id, len(entries)) + b"".join(ENTRY.pack(*e) for e in entries)
+                    for pack_id, entries in packs.items())
+
+
+def decode_pack_list(view: memoryview, what: str) -> dict[bytes, list[PackEntry]]:
     packs: dict[bytes, list[PackEntry]] = {}
-    view, at = memoryview(plain), len(INDEX_HEAD)
+    at = 0
     while at < len(view):
         if at + PACK_HEAD.size > len(view):
             raise IntegrityError(f"{what}: truncated")

@@ -4,6 +4,7 @@ Every pack describes itself (its trailer), so packs that no index object names c
 indexed again: those of a run killed between its packs and its index object, or those of an
 index object that was lost. A pack is adopted only if its bytes hash to its id, which proves
 it is exactly what a writer sealed; a torn or damaged one is left alone (garbage for GC).
+Packs that GC condemned (``garbage/`` records) are left alone too.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def index_unnamed_packs(backend: Backend, codec: Codec, index: IndexCache) -> Re
     rejected = 0
     for info in backend.list(PACK_PREFIX):
         pack_id = pack_id_of(info.key)
-        if pack_id is None or index.chunks.has_pack(pack_id):
+        if pack_id is None or index.names_pack(pack_id):
             continue
         what = f"pack {short_id(pack_id.hex())}"
         try:

@@ -24,6 +24,7 @@ from ..errors import IntegrityError, RepositoryError
 from ..ports import Advance, CopyStats
 from .format import manifest_key
 from .packer import PackSink
+from .rehome import rehome_unindexed
 from .reader import OrderedFetcher
 
 if TYPE_CHECKING:
@@ -68,8 +69,12 @@ def copy_point(source: "ChunkRepository", target: "ChunkRepository", point_id: s
     sink.seal_all()
     sink.checkpoint()  # the last packs durable and indexed...
     target.backend.flush()
+    rehome_unindexed(target.backend, target.codec, target.chunk_index(), sink,
+                     ((ref.id, ref.size) for ref in manifest.chunks),
+                     f"copy of restore point {short_id(point_id)} to {target.name}")
     target.backend.put(manifest_key(point_id), blob)  # ...before the manifest names them
     target.backend.flush()
+    target.keep_retention(manifest)
     log.info("restore point %s copied from %s to %s: %d chunks sent, %d bytes in %d packs",
              short_id(point_id), source.name, target.name, len(todo), sent, sink.packs_put)
     return CopyStats(len(manifest.chunks), len(todo), sent)

@@ -10,19 +10,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ..errors import IntegrityError, ObjectNotFound, PointNotFound, RepositoryError
 from ..domain.manifest import Manifest, short_id
-from ..ports import Advance, Backend, CopyStats, PointDraft, VerifyReport
+from ..ports import Advance, Backend, CopyStats, GcReport, PointDraft, VerifyReport
+from .backends.capabilities import RETENTION
 from .cache import IndexCache
 from .chunker import Chunker, ChunkerParams
 from .codec import Codec
 from .format import (MANIFEST_PREFIX, RepoConfig, chunker_seed, init_replica, init_repository,
-                     is_object_id, manifest_key, open_repository)
+                     is_object_id, manifest_key, open_repository, pack_key)
+from .gc import collect_garbage
 from .keys import KDF_COST, Passphrase, RepoKeys, as_passphrase
+from .lockkeeper import RetentionKeeper
+from .notes import current, put_note, read_notes
 from .packs import PACK_SIZE
 from .quarantine import quarantine_chunks
 from .reader import ChunkPointReader
@@ -49,6 +55,8 @@ class ChunkRepository:
         self.chunker = Chunker(config.chunker, seed=chunker_seed(keys))
         self.pack_size = pack_size
         self._index = IndexCache(backend, self.codec, cache_folder)
+        self._keeper = (RetentionKeeper(backend, cache_folder)
+                        if RETENTION in backend.capabilities else None)
 
     def __repr__(self) -> str:
         return f"ChunkRepository({self.name!r}, {self.url!r})"
@@ -71,7 +79,7 @@ class ChunkRepository:
     def new_point(self, draft: PointDraft) -> ChunkPointWriter:
         index = self.chunk_index(refresh=True)  # with what other writers stored since
         return ChunkPointWriter(self.backend, self.codec, self.chunker, index, draft,
-                                self.pack_size)
+                                self.pack_size, after_commit=self.keep_retention)
 
     def open_point(self, point_id: str) -> ChunkPointReader:
         manifest = self.load_manifest(point_id)
@@ -129,6 +137,40 @@ class ChunkRepository:
             return 0
         return quarantine_chunks(self.backend, self.codec, self._index, chunk_ids,
                                  pack_size=self.pack_size)
+
+    def keep_retention(self, manifest: Manifest) -> None:
+        """With Object Lock: extend the retention of the packs a new point references where
+        it is due (``lockkeeper.py``)."""
+        if self._keeper is None:
+            return
+        index = self.chunk_index()
+        where = (index.locate(ref.id) for ref in manifest.chunks)
+        self._keeper.keep({pack_key(w.pack_id) for w in where if w is not None}, time.time())
+
+    def put_note(self, doc: dict[str, Any]) -> str:
+        """Store a record for ``catalog rebuild`` (``notes.py``)."""
+        return put_note(self.backend, self.codec, doc)
+
+    def notes(self, *, with_gone: bool = False) -> dict[tuple[str, str], dict[str, Any]]:
+        """The current notes: (kind, key) -> the latest document, removed ones left out
+        (``with_gone``: kept, so that one repository's removal outweighs another's older
+        note)."""
+        if with_gone:
+            return {(str(d["kind"]), str(d["key"])): d for d in read_notes(self.backend, self.codec)}
+        return current(read_notes(self.backend, self.codec))
+
+    def remove_point(self, point_id: str) -> None:
+        if not is_object_id(point_id):
+            raise PointNotFound(f"{self.name}: {point_id!r} is not a full restore point id")
+        self.backend.delete(manifest_key(point_id))
+        self.backend.flush()
+
+    def collect_garbage(self, *, grace: float, now: float, dry_run: bool = False) -> GcReport:
+        """Both phases of garbage collection (see ``gc.py``). The caller holds the
+        repository's lock: two collections of one repository must not overlap."""
+        return collect_garbage(self.backend, self.codec, self._index, list(self.point_ids()),
+                               self.load_manifest, grace=grace, now=now, dry_run=dry_run,
+                               pack_size=self.pack_size)
 
     def index_unnamed_packs(self) -> ReindexStats:
         """Index again the sound packs no index object names (see ``reindex.py``)."""

@@ -8,6 +8,7 @@ import hashlib
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timezone
@@ -23,6 +24,7 @@ from .codec import Codec
 from .format import manifest_key
 from .packer import PackSink
 from .packs import PACK_SIZE, OpenPack
+from .rehome import rehome_unindexed
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +70,10 @@ class ChunkPointWriter:
     """``ports.PointWriter`` over a chunk repository."""
 
     def __init__(self, backend: Backend, codec: Codec, chunker: Chunker, index: IndexCache,
-                 draft: PointDraft, pack_size: int = PACK_SIZE):
+                 draft: PointDraft, pack_size: int = PACK_SIZE,
+                 after_commit: Callable[[Manifest], None] | None = None):
         self._backend, self._codec, self._chunker = backend, codec, chunker
+        self._after_commit = after_commit  # e.g. keep the Object Lock retention it needs
         self._sink = PackSink(backend, codec, index, pack_size=pack_size, slots=WORKERS)
         self._store = ChunkStore(codec, index, self._sink)
         self._draft = draft
@@ -183,12 +187,18 @@ class ChunkPointWriter:
         self._sink.seal_all()
         self._sink.checkpoint()  # the packs durable, then an index object names them
         self._backend.flush()  # that index object (and any this point relies on) durable
+        # last, right before the manifest: a chunk GC condemned meanwhile is stored again
+        rehome_unindexed(self._backend, self._codec, self._store.index, self._sink,
+                         ((r.id, r.size) for r in self._refs),
+                         f"restore point of {self._draft.guest}")
         manifest = self._manifest()
         data = manifest.to_bytes()
         point_id = manifest.id
         self._backend.put(manifest_key(point_id), self._codec.encode(bytes.fromhex(point_id), data))
         self._backend.flush()
         self._state = "committed"
+        if self._after_commit is not None:
+            self._after_commit(manifest)
         log.info("restore point %s of %s: %d chunks, %d new, %d bytes stored", short_id(point_id),
                  self._draft.guest, self._stats.chunks, self._stats.new_chunks,
                  self._stats.new_bytes_stored)

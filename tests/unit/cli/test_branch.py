@@ -331,3 +331,30 @@ def test_members_by_tag_from_fresh_backups(three):
     ct = next(m for m in made["members"] if m["source"] == "ct101")
     assert (lab.node("node2") / ct["clone"] / "rootfs" / "etc" / "fresh").is_file()
     assert len(lab.ok("points", "ct101", "--json").json()) == 2
+
+
+def _lose_catalogue(lab: Lab) -> None:
+    (lab.root / "state" / "catalog.db").unlink()
+    for leftover in (lab.root / "state").glob("catalog.db-*"):
+        leftover.unlink()
+
+
+def test_a_rebuilt_catalogue_brings_branches_back_with_their_pins_but_not_destroyed_ones(three):
+    """Promise 6: a branch is also a note in the repositories holding its points."""
+    lab = three
+    lab.config.write_text(lab.config.read_text() + "[retention.main]\nkeep_last = 1\n")
+    kept = lab.ok("branch", "create", "expo", "--guests", "ct101,ct102", "--to", "node2",
+                  "--json").json()
+    lab.ok("branch", "create", "gone", "--guests", "vm200", "--to", "node2")
+    lab.ok("branch", "destroy", "gone")
+    lab.ok("backup", "ct101")
+    _lose_catalogue(lab)
+    assert lab.ok("branch", "list", "--json").json() == []
+    r = lab.ok("catalog", "rebuild")
+    assert "1 branch record(s) restored" in r.err
+    assert lab.ok("branch", "list", "--json").json() == [kept]
+    lab.ok("catalog", "rebuild")  # again: nothing doubled
+    assert lab.ok("branch", "list", "--json").json() == [kept]
+    point = kept["members"][0]["point"]
+    plan = [i for i in lab.ok("prune", "--dry-run", "ct101", "--json").json() if i["point"] == point]
+    assert plan and plan[0]["decision"] == "keep" and "branch expo" in plan[0]["reason"]

@@ -82,3 +82,25 @@ def test_prune_pins_the_point_a_clone_depends_on(lab):
     mine = [i for i in plan if i["point"] == first]
     assert mine and mine[0]["decision"] == "keep"
     assert "clone ct201 depends on it" in mine[0]["reason"]
+
+
+def test_a_rebuilt_catalogue_keeps_clones_lineage_and_the_pin(lab):
+    """Promise 6: the lineage is also a note in the repository the clone came from."""
+    lab.config.write_text(lab.config.read_text() + "[retention.main]\nkeep_last = 1\n")
+    with_network(lab)
+    first = lab.ok("points", "ct101", "--json").json()[0]["id"]
+    lab.ok("clone", "ct101", "--to", "node2", "--point", first[:12], "--hostname", "stage")
+    lab.ok("backup", "ct101")
+    before = lab.ok("clones", "--json").json()
+    (lab.root / "state" / "catalog.db").unlink()
+    for leftover in (lab.root / "state").glob("catalog.db-*"):
+        leftover.unlink()
+    assert lab.ok("clones", "--json").json() == []
+    r = lab.ok("catalog", "rebuild")
+    assert "1 clone lineage record(s) restored" in r.err
+    assert lab.ok("clones", "--json").json() == before
+    lab.ok("catalog", "rebuild")  # again: nothing doubled
+    assert lab.ok("clones", "--json").json() == before
+    plan = lab.ok("prune", "--dry-run", "ct101", "--json").json()
+    mine = [i for i in plan if i["point"] == first]
+    assert mine and mine[0]["decision"] == "keep" and "clone ct201" in mine[0]["reason"]

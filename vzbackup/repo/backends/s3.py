@@ -30,7 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 
 from ...errors import ObjectNotFound, RepositoryError
 from ...ports import ObjectInfo
-from .capabilities import ATOMIC_PUT, DURABLE_FLUSH, RANGED_GET
+from .capabilities import ATOMIC_PUT, DURABLE_FLUSH, RANGED_GET, RETENTION
 from .objectkeys import check_key
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,13 @@ class S3Backend:
         self._transfer = TransferConfig(multipart_threshold=settings.part_size,
                                         multipart_chunksize=settings.part_size, use_threads=False)
         self._lock_checked = threading.Event()
+        if settings.lock_days:
+            self.capabilities = self.capabilities | {RETENTION}
+        self.retained: dict[str, float] = {}  # key -> retention date this process set
+
+    @property
+    def lock_days(self) -> int:
+        return self._settings.lock_days
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> "S3Backend":
@@ -97,15 +104,36 @@ class S3Backend:
             extra["ServerSideEncryption"] = self._settings.sse
         if self._settings.lock_days:
             self._check_lock()
+            until = datetime.now(timezone.utc) + timedelta(days=self._settings.lock_days)
             extra["ObjectLockMode"] = self._settings.lock_mode
-            extra["ObjectLockRetainUntilDate"] = (datetime.now(timezone.utc)
-                                                  + timedelta(days=self._settings.lock_days))
+            extra["ObjectLockRetainUntilDate"] = until
         with self._errors("write", key):
             if len(data) < self._settings.part_size:
                 self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
             else:
                 self._client.upload_fileobj(io.BytesIO(data), self.bucket, self._key(key),
                                             ExtraArgs=extra, Config=self._transfer)
+        if self._settings.lock_days:
+            self.retained[key] = until.timestamp()
+
+    # ---- Object Lock (capability RETENTION) ---------------------------------------------
+
+    def retention_until(self, key: str) -> float | None:
+        """The retention date of the object's current version; None if it has none."""
+        with self._errors("stat", key):
+            head = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+        until = head.get("ObjectLockRetainUntilDate")
+        return until.timestamp() if until is not None else None
+
+    def extend_retention(self, key: str, until: float) -> None:
+        """Push the current version's retention date to ``until`` (never shortens it: the
+        store refuses that in COMPLIANCE mode, and it is never asked)."""
+        when = datetime.fromtimestamp(until, timezone.utc)
+        with self._errors("extend the retention of", key):
+            self._client.put_object_retention(
+                Bucket=self.bucket, Key=self._key(key),
+                Retention={"Mode": self._settings.lock_mode, "RetainUntilDate": when})
+        self.retained[key] = until
 
     def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         if length == 0:
