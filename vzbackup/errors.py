@@ -164,6 +164,19 @@ class CheckpointFailed(VzError):
     default_hint = "List checkpoints with 'vzbackup checkpoints'."
 
 
+class BranchFailed(VzError):
+    exit_code = 24
+    summary = "a branch cannot be created, refreshed, destroyed or imported"
+    default_hint = "List branches with 'vzbackup branch list'; the message names the guest and node."
+
+
+class BadBundle(VzError):
+    exit_code = 25
+    summary = "a branch bundle is damaged, tampered with or not a bundle"
+    default_hint = ("Nothing was written. Copy the bundle again from where it was exported "
+                    "(compare its digest), or export the branch again.")
+
+
 class PastRpo(VzError):
     """Not raised: the code ``vzbackup status`` exits with when a guest is past its RPO."""
 

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from .domain.branch import BranchRecord
 from .domain.checkpoints import Checkpoint
 from .domain.clone import CloneRecord
 from .domain.guests import GuestRef, parse_guest
@@ -177,8 +178,9 @@ class Repository(Protocol):
         reads back; a later one with the same kind and key supersedes it."""
         ...
 
-    def notes(self) -> dict[tuple[str, str], dict[str, Any]]:
-        """(kind, key) -> the latest note, those marked ``gone`` left out."""
+    def notes(self, *, with_gone: bool = False) -> dict[tuple[str, str], dict[str, Any]]:
+        """(kind, key) -> the latest note, those marked ``gone`` left out unless
+        ``with_gone``."""
         ...
 
     def remove_point(self, point_id: str) -> None:
@@ -193,6 +195,38 @@ class Repository(Protocol):
     def quarantine_chunks(self, chunk_ids: tuple[bytes, ...]) -> int:
         """Move damaged chunks out of the way so the next backup of the same data stores
         them again (healing every point that shares them). Returns how many were moved."""
+        ...
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    path: str
+    digest: str  # SHA-256 of the bundle up to its seal: its id
+    size: int
+    points: int
+    encrypted: bool
+
+
+@dataclass(frozen=True)
+class OpenedBundle:
+    """A bundle checked whole and unpacked: its description and its repository."""
+
+    description: dict[str, Any]
+    repository: Repository
+    digest: str
+    encrypted: bool
+
+
+class Bundles(Protocol):
+    """Branch bundles (``repo/bundle.py``): a mini repository and a description, sealed."""
+
+    def write(self, path: Path, description: dict[str, Any],
+              points: list[tuple[Repository, str]], advance: Advance | None = None
+              ) -> BundleInfo: ...
+
+    def open(self, path: Path, into: Path, expect: str | None = None) -> OpenedBundle:
+        """Check the bundle whole (``BadBundle``), then unpack it into the new folder
+        ``into``; nothing is left there when it fails."""
         ...
 
 
@@ -337,6 +371,15 @@ class Platform(Protocol):
     def rollback_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None: ...
     def drop_checkpoint(self, ref: GuestRef, label: str, snapshotter: Snapshotter) -> None: ...
 
+    def destroy(self, target: GuestRef) -> None:
+        """Remove the guest and its volumes (a branch's clone). Raises ``GuestNotFound``."""
+        ...
+
+    def sanitize(self, target: GuestRef, script: str, env: dict[str, str]) -> None:
+        """Run a sanitize script on the guest's offline file system (``platforms/sanitize.py``).
+        Raises ``GuestCommandFailed`` when it fails."""
+        ...
+
     def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
         """Set config keys of an existing guest (``hostname``/``name``, ``netN``), as
         ``pct set``/``qm set`` do; other keys are left alone. Raises ``GuestNotFound``."""
@@ -431,6 +474,14 @@ class Node(Protocol):
         guest in ``refs`` (a group, on this node) fit; called before any is taken."""
         ...
 
+    def destroy(self, target: GuestRef) -> None:
+        """``Platform.destroy`` on the node."""
+        ...
+
+    def sanitize(self, target: GuestRef, script: str, env: dict[str, str]) -> None:
+        """``Platform.sanitize`` on the node (the script is a path on the node)."""
+        ...
+
     def checkpoint(self, ref: GuestRef, label: str) -> None:
         """Take checkpoint ``label`` of ``ref`` (a snapshot on the node). Raises
         ``CheckpointFailed`` (platform cannot, exists) or ``NoSpace`` (the guard)."""
@@ -488,6 +539,9 @@ class Catalog(Protocol):
     def record_checkpoint(self, checkpoint: Checkpoint) -> None: ...
     def checkpoints(self) -> list[Checkpoint]: ...
     def forget_checkpoint(self, guest: GuestRef, label: str) -> None: ...
+    def record_branch(self, branch: BranchRecord) -> None: ...
+    def branches(self) -> list[BranchRecord]: ...
+    def forget_branch(self, name: str) -> None: ...
 
 
 class Locks(Protocol):

@@ -33,9 +33,10 @@ from .archives.reader import VzdumpArchives
 from .ops.job import JobEnv
 from .ops.metrics import render_metrics
 from .ops.status import guest_status
-from .ports import (Archives, Backend, Catalog, DumpSlots, JobLocks, Node, Notifier, Repository,
+from .ports import (Archives, Backend, Bundles, Catalog, DumpSlots, JobLocks, Node, Notifier, Repository,
                     Reporter, Snapshotter)
 from .repo.backends import open_backend
+from .repo.bundle import BundleStore
 from .repo.backends.limits import RateLimited
 from .repo.format import CONFIG_KEY
 from .repo.keys import Passphrase
@@ -157,6 +158,20 @@ class App:
         init_chunk_repository(build_backend(rc), encryption=rc.encryption, passphrase=passphrase,
                               chunk_avg=rc.chunk_avg_kib * 1024, compression_level=rc.compression_level)
         return self.repository(name)
+
+    def bundles(self, passphrase_file: str | None = None, passphrase_env: str | None = None
+                ) -> Bundles:
+        """Branch bundles: written with each repository's passphrase; opened with the one
+        given (a file or an environment variable, never argv), for an encrypted bundle."""
+        given = (Passphrase.from_file(passphrase_file) if passphrase_file
+                 else Passphrase.from_env(passphrase_env) if passphrase_env else None)
+        return BundleStore(lambda name: read_passphrase(self._repo_config(name)),
+                           self.bundle_dir, given)
+
+    @property
+    def bundle_dir(self) -> Path:
+        """Where imported bundles are unpacked (one folder per branch)."""
+        return Path(self.config.state_dir) / "bundles"
 
     # ---- the scheduler: job locks, dump slots, notifier, metrics -----------------------
 

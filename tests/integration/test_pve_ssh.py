@@ -109,3 +109,19 @@ def test_clone_to_an_ssh_node_and_start_it_off_production(pve_site):
     assert pve.status(201) == "running" and pve.status(101) == "running"
     assert (pve.volume("pve2", "local-lvm:vm-201-disk-0") / "home/demo/f000.txt").read_bytes() == \
         (pve.volume("pve1", "local-lvm:vm-101-disk-0") / "home/demo/f000.txt").read_bytes()
+
+
+def test_a_branch_on_an_ssh_node_is_sanitized_and_destroyed_by_its_agent(pve_site):
+    lab, pve = pve_site, pve_site.pve
+    lab.ok("repo", "init")
+    lab.ok("backup", "--all")
+    scrub = lab.root / "scrub.sh"
+    scrub.write_text('#!/bin/sh\n[ -n "$1" ] || exit 0\necho "$VZBACKUP_GUEST" > "$1/etc/scrubbed"\n')
+    scrub.chmod(0o755)
+    made = lab.ok("branch", "create", "expo", "--guests", "ct101,vm200", "--to", "pve2",
+                  "--sanitize", str(scrub), "--json").json()
+    assert [m["clone"] for m in made["members"]] == ["ct201", "vm202"]
+    assert (pve.volume("pve2", "local-lvm:vm-201-disk-0") / "etc/scrubbed").read_text() == "ct201\n"
+    assert "lock" not in pve.conf("pve2", "ct", 201) and "bridge=" not in pve.conf("pve2", "vm", 202)["net0"]
+    lab.ok("branch", "destroy", "expo")
+    assert not pve.conf_path("pve2", "ct", 201).exists() and not pve.conf_path("pve2", "vm", 202).exists()

@@ -216,3 +216,46 @@ class CheckpointRow(Base):
     node: Mapped[str] = mapped_column(String(253))
     created: Mapped[datetime]
     expires: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class BranchRow(Base):
+    """A branch (``vzbackup branch create``): clones of production guests on one node,
+    from one consistent set of restore points. Its points are pinned while it exists."""
+
+    __tablename__ = "branches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    node: Mapped[str] = mapped_column(String(253))
+    created: Mapped[datetime]
+    at: Mapped[datetime | None]
+    network: Mapped[str] = mapped_column(String(253))
+    sanitize: Mapped[list[str]] = mapped_column(JSON)
+    origin: Mapped[str] = mapped_column(String(253))
+
+    members: Mapped[list[BranchMemberRow]] = relationship(
+        back_populates="branch", cascade="all, delete-orphan", order_by="BranchMemberRow.id")
+
+
+class BranchMemberRow(Base):
+    """One clone of a branch, with its lineage (source guest and point) and the point the
+    branch ships (the source point, or the sanitized clone's own)."""
+
+    __tablename__ = "branch_members"
+    __table_args__ = (
+        CheckConstraint(_one_of("source_kind", GUEST_KINDS), name="source_kind"),
+        CheckConstraint(_one_of("clone_kind", GUEST_KINDS), name="clone_kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id", ondelete="CASCADE"),
+                                           index=True)
+    source_kind: Mapped[str] = mapped_column(String(2))
+    source_vmid: Mapped[int] = mapped_column(Integer)
+    point_id: Mapped[str] = mapped_column(String(64), index=True)  # no FK: the pin keeps it
+    clone_kind: Mapped[str] = mapped_column(String(2))
+    clone_vmid: Mapped[int] = mapped_column(Integer, unique=True)
+    hostname: Mapped[str] = mapped_column(String(253))
+    shipped_id: Mapped[str] = mapped_column(String(64), index=True)
+
+    branch: Mapped[BranchRow] = relationship(back_populates="members")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from ..domain.branch import BranchMember, BranchRecord
 from ..domain.checkpoints import Checkpoint
 from ..domain.clone import CloneRecord
 from ..domain.guests import GuestRef
 from ..domain.points import Copy, RestorePoint
 from ..ports import GuestInfo
 from ..results import GuestOutcome, RunRecord
-from .models import CheckpointRow, CloneRow, CopyRow, GuestRow, PointRow, RunItemRow, RunRow
+from .models import BranchMemberRow, BranchRow, CheckpointRow, CloneRow, CopyRow, GuestRow, PointRow, RunItemRow, RunRow
 
 
 def guest_info(row: GuestRow) -> GuestInfo:
@@ -89,3 +90,23 @@ def clone_record(row: CloneRow) -> CloneRecord:
 def checkpoint(row: CheckpointRow) -> Checkpoint:
     return Checkpoint(GuestRef(row.guest_kind, row.guest_vmid), row.label,  # type: ignore[arg-type]
                       row.node, row.created, row.expires)
+
+
+def branch_record(row: BranchRow) -> BranchRecord:
+    members = tuple(
+        BranchMember(GuestRef(m.source_kind, m.source_vmid), m.point_id,  # type: ignore[arg-type]
+                     GuestRef(m.clone_kind, m.clone_vmid), m.hostname,  # type: ignore[arg-type]
+                     m.shipped_id)
+        for m in row.members)
+    return BranchRecord(row.name, row.node, row.created, row.at, row.network,
+                        tuple(row.sanitize or ()), members, row.origin)
+
+
+def branch_row(b: BranchRecord) -> BranchRow:
+    return BranchRow(name=b.name, node=b.node, created=b.created, at=b.at, network=b.network,
+                     sanitize=list(b.sanitize), origin=b.origin,
+                     members=[BranchMemberRow(source_kind=m.source.kind, source_vmid=m.source.vmid,
+                                              point_id=m.point_id, clone_kind=m.clone.kind,
+                                              clone_vmid=m.clone.vmid, hostname=m.hostname,
+                                              shipped_id=m.shipped_id)
+                              for m in b.members])

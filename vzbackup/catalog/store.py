@@ -18,6 +18,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from ..domain.branch import BranchRecord
 from ..domain.checkpoints import Checkpoint
 from ..domain.clone import CloneRecord
 from ..domain.guests import GuestRef
@@ -29,7 +30,7 @@ from ..results import GuestOutcome
 from . import records
 from .engine import database_errors, for_writing, safe_url
 from .models import (
-    COPY_STATES, RUN_STATUSES, VERIFY_LEVELS, CheckpointRow, CloneRow, CopyRow, GuestRow, NodeRow, PointRow, RunItemRow,
+    COPY_STATES, RUN_STATUSES, VERIFY_LEVELS, BranchRow, CheckpointRow, CloneRow, CopyRow, GuestRow, NodeRow, PointRow, RunItemRow,
     RunRow,
 )
 from .records import RunRecord
@@ -282,6 +283,34 @@ class SqlCatalog:
                 s.delete(row)
 
         self._write("forgetting a checkpoint", work)
+
+    # ---- branches --------------------------------------------------------------------
+
+    def record_branch(self, branch: BranchRecord) -> None:
+        """Record a branch with its members; a branch of that name is replaced (refresh)."""
+
+        def work(s: Session) -> None:
+            old = s.scalar(select(BranchRow).where(BranchRow.name == branch.name))
+            if old is not None:
+                s.delete(old)
+                s.flush()
+            s.add(records.branch_row(branch))
+
+        self._write("recording a branch", work, retry=False)
+
+    def branches(self) -> list[BranchRecord]:
+        """Every branch with its members, by name."""
+        query = select(BranchRow).options(selectinload(BranchRow.members)).order_by(BranchRow.name)
+        with self._read("listing branches") as s:
+            return [records.branch_record(r) for r in s.scalars(query)]
+
+    def forget_branch(self, name: str) -> None:
+        def work(s: Session) -> None:
+            row = s.scalar(select(BranchRow).where(BranchRow.name == name))
+            if row is not None:
+                s.delete(row)
+
+        self._write("forgetting a branch", work)
 
     # ---- units of work ------------------------------------------------------------------
 

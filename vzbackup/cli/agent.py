@@ -176,6 +176,13 @@ def _dispatch(job: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> dict[str, An
         return {"guest": node.reconfigure(_ref(job["target"]), changes).to_dict()}
     if op == "start":
         return {"guest": node.start(_ref(job["target"])).to_dict()}
+    if op == "destroy":
+        node.destroy(_ref(job["target"]))
+        return {}
+    if op == "sanitize":
+        env = {str(k): str(v) for k, v in (job.get("env") or {}).items()}
+        node.sanitize(_ref(job["target"]), str(job["script"]), env)
+        return {}
     if op == "snapshots":
         return {"leftovers": [lo.to_dict() for lo in node.leftover_snapshots()]}
     if op == "snapshot-remove":

@@ -35,7 +35,7 @@ def _register() -> None:
                    repo, replicate, restore, verify)  # (the commands attach themselves)
     from . import import_cmd, snapshots  # noqa: F401
     from . import daemon, prune, run, runs, status  # noqa: F401  (the scheduler's)
-    from . import checkpoint, clone  # noqa: F401
+    from . import branch, checkpoint, clone  # noqa: F401
 
 
 def _on_sigterm(signum, frame):  # noqa: ANN001

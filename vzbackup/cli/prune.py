@@ -56,7 +56,7 @@ def prune(ctx: click.Context, cli_ctx: CliContext, guests: tuple[str, ...], dry_
     points = [p for p in app.catalog.points() if (not refs or p.guest in refs) and
               (job is None or any(j.name == job for j in covering.get(p.guest, [])))]
     plan = plan_prune(points, covering, app.config.retention, repositories or None,
-                      app.catalog.clones())
+                      app.catalog.clones(), app.catalog.branches())
     if dry_run:
         _dry_run(app, plan, no_gc, as_json)
         return

@@ -48,6 +48,12 @@ class LocalNode:
     def checkpoint_space(self, refs: list[GuestRef], label: str) -> None:
         self.platform.checkpoint_space(refs, label, self.snapshotter)
 
+    def destroy(self, target: GuestRef) -> None:
+        self.platform.destroy(target)
+
+    def sanitize(self, target: GuestRef, script: str, env: dict[str, str]) -> None:
+        self.platform.sanitize(target, script, env)
+
     def checkpoint(self, ref: GuestRef, label: str) -> None:
         self.platform.take_checkpoint(ref, label, self.snapshotter)
 

@@ -106,6 +106,12 @@ class SshNode:
         self.run({"op": "checkpoint", "verb": "space", "targets": [str(r) for r in refs],
                   "label": label})
 
+    def destroy(self, target: GuestRef) -> None:
+        self.run({"op": "destroy", "target": str(target)})
+
+    def sanitize(self, target: GuestRef, script: str, env: dict[str, str]) -> None:
+        self.run({"op": "sanitize", "target": str(target), "script": script, "env": env})
+
     def checkpoint(self, ref: GuestRef, label: str) -> None:
         self.run({"op": "checkpoint", "verb": "take", "target": str(ref), "label": label})
 

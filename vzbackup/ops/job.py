@@ -209,7 +209,7 @@ def _prune_step(job: JobConfig, env: JobEnv, repos: Mapping[str, Repository],
     guests = {ref for ref, jobs in covering.items() if job in jobs}
     points = [p for p in env.catalog.points() if p.guest in guests]
     plan = plan_prune(points, covering, env.retention, [r for r in job.repositories if r in repos],
-                      env.catalog.clones())
+                      env.catalog.clones(), env.catalog.branches())
     result, _ = apply_prune(plan, repos, env.catalog, env.job_locks, env.reporter, env.clock,
                             env.gc_grace_hours, run_args=tag, nodes=env.nodes,
                             access=env.access)

@@ -3,7 +3,8 @@
 For each guest and each repository holding its points, the policy in force is judged with
 Proxmox VE's prune-backups semantics (``domain.retention``). Never removed, whatever the
 policy: protected points (label ``protected=1``), each guest's newest verified point
-(a copy checked ``ok``), and points a recorded clone was made from.
+(a copy checked ``ok``), points a recorded clone was made from, and the points a recorded
+branch was made from or ships.
 
 Removal (:func:`apply_prune`), per repository under its lock: each manifest is deleted,
 then the catalogue forgets the copy (killed in between, the next prune finds the same
@@ -26,6 +27,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..config.model import JobConfig, RetentionConfig
+from ..domain.branch import BranchRecord
 from ..domain.clone import CloneRecord
 from ..domain.guests import GuestRef
 from ..domain.points import RestorePoint
@@ -77,10 +79,13 @@ def policy_in_force(repository: str, jobs: Iterable[JobConfig],
 def plan_prune(points: list[RestorePoint], covering: Mapping[GuestRef, list[JobConfig]],
                retention: Mapping[str, RetentionConfig],
                repositories: Iterable[str] | None = None,
-               lineage: Iterable[CloneRecord] = ()) -> list[PruneItem]:
+               lineage: Iterable[CloneRecord] = (),
+               branches: Iterable[BranchRecord] = ()) -> list[PruneItem]:
     """Every copy of ``points`` (in ``repositories``, or all) with its verdict. A point a
-    clone in ``lineage`` was made from is pinned."""
-    depended = clone_pins(lineage)
+    clone in ``lineage`` was made from, or a branch in ``branches`` depends on, is pinned."""
+    depended = {**clone_pins(lineage)}
+    for pid, why in branch_pins(branches).items():
+        depended[pid] = f"{depended[pid]}; {why}" if pid in depended else why
     wanted = set(repositories) if repositories is not None else None
     by_guest: dict[GuestRef, list[RestorePoint]] = {}
     for p in points:
@@ -109,6 +114,16 @@ def clone_pins(lineage: Iterable[CloneRecord]) -> dict[str, str]:
         pins.setdefault(c.point_id, []).append(str(c.clone))
     return {pid: f"clone {', '.join(sorted(set(names)))} depends on it"
             for pid, names in pins.items()}
+
+
+def branch_pins(branches: Iterable[BranchRecord]) -> dict[str, str]:
+    """Points branches depend on (made from, or shipped) -> why they are pinned."""
+    pins: dict[str, set[str]] = {}
+    for b in branches:
+        for m in b.members:
+            for pid in {m.point_id, m.shipped_id}:
+                pins.setdefault(pid, set()).add(b.name)
+    return {pid: f"branch {', '.join(sorted(names))} depends on it" for pid, names in pins.items()}
 
 
 def newest_verified(points: list[RestorePoint]) -> dict[str, str]:

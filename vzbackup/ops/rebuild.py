@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ..domain.branch import BranchRecord
 from ..domain.clone import CloneRecord
 from ..domain.guests import GuestRef
 from ..domain.manifest import Manifest
@@ -35,9 +36,10 @@ def rebuild_catalog(repos: Mapping[str, Repository], catalog: Catalog, reporter:
         for manifest in newest.values():
             _restore_guest(catalog, manifest)
         lineage = _restore_lineage(repos, catalog, reporter)
+        branches = _restore_branches(repos, catalog, reporter)
     failed = [i for i in run.items if i.status == "failed"]
     return run.result({"points": len(run.items) - len(failed), "guests": len(newest),
-                       "clones": lineage}, failed)
+                       "clones": lineage, "branches": branches}, failed)
 
 
 def _keep_newest(newest: dict[GuestRef, Manifest], manifest: Manifest) -> None:
@@ -77,4 +79,31 @@ def _restore_lineage(repos: Mapping[str, Repository], catalog: Catalog,
         restored += 1
     if restored:
         reporter.info(f"{restored} clone lineage record(s) restored from the repositories' notes")
+    return restored
+
+
+def _restore_branches(repos: Mapping[str, Repository], catalog: Catalog,
+                      reporter: Reporter) -> int:
+    """Branches from the notes the repositories hold: the latest note per branch across
+    them (a destroyed branch's latest note is ``gone``)."""
+    latest: dict[str, dict] = {}
+    for repo in repos.values():
+        try:
+            notes = repo.notes(with_gone=True)
+        except VzError as e:
+            reporter.warning(f"{repo.name}: notes could not be read ({e}): branches from it "
+                             "are not restored")
+            continue
+        for (kind, key), doc in notes.items():
+            if kind == "branch" and str(doc["time"]) >= str(latest.get(key, {}).get("time", "")):
+                latest[key] = doc
+    known = {b.name for b in catalog.branches()}
+    restored = 0
+    for name, doc in sorted(latest.items()):
+        if name in known or doc.get("gone"):
+            continue
+        catalog.record_branch(BranchRecord.from_dict(doc["record"]))
+        restored += 1
+    if restored:
+        reporter.info(f"{restored} branch record(s) restored from the repositories' notes")
     return restored

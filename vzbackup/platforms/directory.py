@@ -30,6 +30,7 @@ from .dircheckpoints import DirectoryCheckpoints
 from .guestconf import CONFIG_NAME, read_config, write_config
 from .hooks import HookScript, hooked
 from .install import install_folder, recover_replaced, remove_tree
+from .sanitize import run_sanitize
 from .tarproc import tar_argv, tar_stream
 from .tarsafe import extract_stream
 
@@ -208,6 +209,30 @@ class DirectoryPlatform:
         except (OSError, ValueError) as e:
             raise RestoreFailed(f"{self._where(target)}: cannot write {CONFIG_NAME}: {e}") from e
         return self._info(target)
+
+    # ---- branches: destroy a clone, sanitize it ----------------------------------------
+
+    def destroy(self, target: GuestRef) -> None:
+        """Remove the guest's folder: renamed to a dot-folder first (no longer a guest, even
+        if the removal is cut short), then deleted."""
+        folder = self.folder(target)
+        if not folder.is_dir() or folder.is_symlink():
+            raise GuestNotFound(f"{self._where(target)}: no guest folder {folder}")
+        doomed = self.root / f".destroy-{target}-{secrets.token_hex(4)}"
+        try:
+            os.rename(folder, doomed)
+            remove_tree(doomed)
+        except OSError as e:
+            raise RestoreFailed(f"{self._where(target)}: cannot remove {folder}: {e}") from e
+        log.info("destroyed %s", self._where(target))
+
+    def sanitize(self, target: GuestRef, script: str, env: dict[str, str]) -> None:
+        """Run ``script`` with the guest's root (a container's ``rootfs/``, a VM's folder)."""
+        folder = self.folder(target)
+        if not folder.is_dir() or folder.is_symlink():
+            raise GuestNotFound(f"{self._where(target)}: no guest folder {folder}")
+        root = folder / ROOTFS if target.kind == "ct" else folder
+        run_sanitize(script, root, env, self._where(target))
 
     def cleanup_staging(self, target: GuestRef | None = None) -> list[Path]:
         """Remove restore leftovers of ``target`` (or of every guest) from a crash. Without

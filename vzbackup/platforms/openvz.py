@@ -34,8 +34,8 @@ from typing import Any, BinaryIO
 
 from ..domain.guests import GuestRef
 from ..errors import (
-    CheckpointFailed, DumpFailed, EnvironmentBroken, GuestCommandFailed, GuestExists, GuestNotFound,
-    RestoreFailed,
+    BranchFailed, CheckpointFailed, DumpFailed, EnvironmentBroken, GuestCommandFailed, GuestExists,
+    GuestNotFound, RestoreFailed,
 )
 from ..ports import Dump, GuestInfo, Snapshotter, VolumeCheckpoints
 from .directory import STAGING_PREFIX, remove_tree
@@ -260,6 +260,14 @@ class OpenVzPlatform:
         if info is None:
             raise GuestNotFound(f"{self._where(ref)}: vzlist does not list it")
         return info
+
+    def destroy(self, target: GuestRef) -> None:
+        raise BranchFailed(f"{self._where(target)}: branches on OpenVZ nodes are not "
+                           "supported (vzbackup does not remove OpenVZ containers)",
+                           hint="Put the branch on a Proxmox VE or directory node.")
+
+    def sanitize(self, target: GuestRef, script: str, env: dict[str, str]) -> None:
+        self.destroy(target)
 
     def reconfigure(self, target: GuestRef, changes: dict[str, str]) -> GuestInfo:
         """Update the container's vps.conf: ``hostname`` is ``HOSTNAME``, upper-case keys

@@ -50,6 +50,7 @@ from ..ports import Dump, GuestInfo, Snapshotter
 from .guestconf import parse_config
 from .vzdumplog import parse_vzdump_log
 from .pvetools import Running, ToolFailed, ToolResult, Tools
+from .sanitize import run_sanitize
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +291,41 @@ class ProxmoxPlatform:
         if found is None:
             raise GuestNotFound(self._not_here(target))
         return found
+
+    # ---- branches: destroy a clone, sanitize it -----------------------------------------
+
+    def destroy(self, target: GuestRef) -> None:
+        """``pct|qm stop`` if it runs (``pct unmount`` if a killed sanitize left it mounted),
+        then ``pct|qm destroy VMID --purge 1`` (its volumes and its entries in jobs and HA go
+        with it)."""
+        guest = self.find_guest(target)
+        if guest is None:
+            raise GuestNotFound(self._not_here(target))
+        if guest.status == "running":
+            self._guest_cmd(target, "stop")
+        if target.kind == "ct" and guest.config.get("lock") == "mounted":  # a killed sanitize
+            self._guest_cmd(target, "unmount")
+        self._guest_cmd(target, "destroy", "--purge", "1")
+        log.info("destroyed %s", self._where(target))
+
+    def sanitize(self, target: GuestRef, script: str, env: dict[str, str]) -> None:
+        """A container: ``pct mount VMID`` (its root file system on the node, the CT locked
+        ``mounted``), the script with the folder pct names (``mounted CT VMID in 'DIR'``),
+        then ``pct unmount VMID`` whatever happened. A VM: the script without a folder (see ``sanitize.py``)."""
+        if self.find_guest(target) is None:
+            raise GuestNotFound(self._not_here(target))
+        if target.kind == "vm":
+            run_sanitize(script, None, env, self._where(target))
+            return
+        r = self.tools.run("pct", "mount", str(target.vmid))
+        m = re.search(r"mounted CT \d+ in '([^']+)'", r.out)
+        if r.code != 0 or m is None:
+            raise GuestCommandFailed(f"{self._where(target)}: pct mount failed: {r.message()}",
+                                     hint=_lock_hint(r.message(), target))
+        try:
+            run_sanitize(script, Path(m.group(1)), env, self._where(target))
+        finally:
+            self._guest_cmd(target, "unmount")
 
     # ---- checkpoints: pct/qm snapshot, rollback, delsnapshot (pve.md 8.1) ----
 

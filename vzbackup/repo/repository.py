@@ -151,8 +151,12 @@ class ChunkRepository:
         """Store a record for ``catalog rebuild`` (``notes.py``)."""
         return put_note(self.backend, self.codec, doc)
 
-    def notes(self) -> dict[tuple[str, str], dict[str, Any]]:
-        """The current notes: (kind, key) -> the latest document, removed ones left out."""
+    def notes(self, *, with_gone: bool = False) -> dict[tuple[str, str], dict[str, Any]]:
+        """The current notes: (kind, key) -> the latest document, removed ones left out
+        (``with_gone``: kept, so that one repository's removal outweighs another's older
+        note)."""
+        if with_gone:
+            return {(str(d["kind"]), str(d["key"])): d for d in read_notes(self.backend, self.codec)}
         return current(read_notes(self.backend, self.codec))
 
     def remove_point(self, point_id: str) -> None:

@@ -186,6 +186,44 @@ def destroy(type_: str, sub: str, argv: list[str]) -> int:
     return run_task(TASK_TYPES[(type_, "destroy")], str(conf.vmid), body)
 
 
+# ---- mount, unmount (CTs only; pve-container src/PVE/CLI/pct.pm) -------------------------------
+# ``pct mount <vmid>``: locks the CT ``mounted`` (refused when it holds another lock), mounts
+# its volumes under /var/lib/lxc/<vmid>/rootfs and prints ``mounted CT <vmid> in '<dir>'``;
+# ``pct unmount <vmid>`` unmounts them and removes the lock. Not a task. The emulator's
+# "mount" is a symlink to the rootfs volume's folder, under its root: the directory it prints
+# is that one ($PVE_FAKE_ROOT/var/lib/lxc/<vmid>/rootfs), a real path a caller can use.
+
+
+def mount(type_: str, sub: str, argv: list[str]) -> int:
+    if type_ != "lxc":
+        raise Die(f"unknown command '{tool(type_)} {sub}'")
+    pos, _ = parse(Command("pct mount <vmid>", ("vmid",), {}, VMID), argv)
+    conf = state.load_local(pos["vmid"], type_)
+    if "lock" in conf.values:
+        raise Die(f"CT is locked ({conf.values['lock']})")
+    link = state.root() / f"var/lib/lxc/{conf.vmid}/rootfs"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(state.volume_path(state.volid_of(conf.values["rootfs"])))
+    conf.values["lock"] = "mounted"
+    conf.save()
+    print(f"mounted CT {conf.vmid} in '{link}'")
+    return 0
+
+
+def unmount(type_: str, sub: str, argv: list[str]) -> int:
+    if type_ != "lxc":
+        raise Die(f"unknown command '{tool(type_)} {sub}'")
+    pos, _ = parse(Command("pct unmount <vmid>", ("vmid",), {}, VMID), argv)
+    conf = state.load_local(pos["vmid"], type_)
+    link = state.root() / f"var/lib/lxc/{conf.vmid}/rootfs"
+    if link.is_symlink():
+        link.unlink()
+    if conf.values.get("lock") == "mounted":
+        conf.values.pop("lock")
+        conf.save()
+    return 0
+
+
 # ---- snapshots (pve.md 8.1) --------------------------------------------------------------------
 
 
@@ -327,4 +365,5 @@ def _copy(src, dst) -> None:  # noqa: ANN001
 
 HANDLERS = {"config": show_config, "list": show_list, "start": start_stop, "stop": start_stop,
             "unlock": unlock, "destroy": destroy, "snapshot": snapshot, "rollback": rollback,
-            "delsnapshot": delsnapshot, "listsnapshot": listsnapshot, "set": set_config}
+            "delsnapshot": delsnapshot, "listsnapshot": listsnapshot, "set": set_config,
+            "mount": mount, "unmount": unmount}

@@ -22,7 +22,7 @@ from vzbackup.errors import CatalogError
 PROJECT = Path(__file__).resolve().parents[3]
 
 TABLES = {"alembic_version", "nodes", "guests", "restore_points", "copies", "runs", "run_items",
-          "clones", "checkpoints"}
+          "clones", "checkpoints", "branches", "branch_members"}
 
 
 def test_open_migrates_an_empty_database_to_head(catalog_url):
@@ -45,7 +45,7 @@ def test_models_match_migrations(catalog_url):
 
 def test_migrations_ship_inside_the_package():
     assert (MIGRATIONS / "env.py").is_file() and (MIGRATIONS / "script.py.mako").is_file()
-    assert head_revision() == "0003"
+    assert head_revision() == "0004"
 
 
 def test_reopening_at_head_changes_nothing(catalog_url):

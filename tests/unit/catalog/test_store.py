@@ -295,3 +295,23 @@ def test_checkpoints_are_recorded_listed_unique_per_guest_and_label_and_forgotte
         catalog.record_checkpoint(a)
     catalog.forget_checkpoint(CT101, "pre-upgrade")
     assert catalog.checkpoints() == [b]
+
+
+def test_branches_are_recorded_with_members_replaced_by_name_and_forgotten(catalog):
+    from vzbackup.domain.branch import BranchMember, BranchRecord
+
+    members = (BranchMember(CT101, "a" * 64, GuestRef("ct", 301), "web-expo", "a" * 64),
+               BranchMember(VM200, "b" * 64, GuestRef("vm", 302), "app-expo", "c" * 64))
+    b = BranchRecord("expo-2026", "node3", T0, T0 - timedelta(hours=1), "isolated",
+                     ("/root/scrub.sh",), members)
+    catalog.record_branch(b)
+    assert catalog.branches() == [b] and is_aware_utc(catalog.branches()[0].at)
+    assert BranchRecord.from_dict(b.to_dict()) == b
+    refreshed = b.with_members((BranchMember(CT101, "d" * 64, GuestRef("ct", 303), "web-expo",
+                                             "d" * 64),), T0 + timedelta(days=1))
+    catalog.record_branch(refreshed)
+    other = BranchRecord("demo", "node4", T0, None, "vmbr99", (), (), "bundle 1234")
+    catalog.record_branch(other)
+    assert catalog.branches() == [other, refreshed]
+    catalog.forget_branch("expo-2026")
+    assert catalog.branches() == [other]

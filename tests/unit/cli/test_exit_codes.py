@@ -247,3 +247,17 @@ def test_21_bad_archive(lab):
 def test_23_checkpoint_failed(lab):
     r = lab.run("checkpoint", "ct101", "--label", "pre-upgrade")  # snapshotter none: cannot
     assert r.code == 23 and "ct101" in r.err and "node1" in r.err and "pre-upgrade" in r.err
+
+
+def test_24_branch_failed(backed_up):
+    r = backed_up.run("branch", "create", "demo", "--guests", "ct101,ct150", "--to", "node2")
+    assert r.code == 24 and "ct150" in r.err and "--fresh" in r.err
+    assert not list(backed_up.node("node2").iterdir())
+
+
+def test_25_bad_bundle(backed_up, tmp_path):
+    fake = tmp_path / "not-a-bundle.vzb"
+    fake.write_bytes(b"hello" * 1000)
+    r = backed_up.run("branch", "import", str(fake), "--to", "node2")
+    assert r.code == 25 and str(fake) in r.err and "Nothing was written" in r.err
+    assert not list(backed_up.node("node2").iterdir())

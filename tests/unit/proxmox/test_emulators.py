@@ -336,3 +336,18 @@ def test_storage_full_fails_the_guest_and_removes_the_dat(pve):
     r = tool("vzdump", "200", "--dumpdir", "/var/lib/vz/dump")
     assert "ERROR: Backup of VM 200 failed - job failed with err -28 - No space left on device" in \
         r.stdout.decode().splitlines()
+
+
+def test_pct_mount_locks_and_unmount_unlocks_ct_only(pve):
+    r = tool("pct", "mount", "101")
+    out = r.stdout.decode().strip()
+    assert r.returncode == 0 and out.startswith("mounted CT 101 in '")
+    rootdir = out.split("'")[1]
+    assert os.path.isfile(os.path.join(rootdir, "etc/hostname"))
+    assert pve.conf("pve1", "ct", 101)["lock"] == "mounted"
+    r = tool("pct", "mount", "101")
+    assert (r.returncode, err(r)) == (255, ["CT is locked (mounted)"])
+    assert tool("pct", "unmount", "101").returncode == 0
+    assert "lock" not in pve.conf("pve1", "ct", 101) and not os.path.lexists(rootdir)
+    r = tool("qm", "mount", "200")
+    assert r.returncode == 255 and err(r) == ["unknown command 'qm mount'"]

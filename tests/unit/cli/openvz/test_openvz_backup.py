@@ -64,3 +64,13 @@ def test_no_free_extents_names_guest_and_node(ovz):
     assert item["status"] == "failed" and item["exit_code"] == 15
     assert "node node3: cannot snapshot vg0/vz" in item["message"]
     assert "insufficient free space" in item["message"]
+
+
+def test_a_branch_onto_an_openvz_node_is_refused_before_anything_is_made(ovz):
+    lab = ovz.lab
+    lab.ok("repo", "init")
+    lab.ok("backup", CT)
+    r = lab.run("branch", "create", "expo", "--guests", CT, "--to", "node3")
+    assert r.code == 24 and "node3 is an OpenVZ node" in r.err
+    assert sorted(p.name for p in (ovz.vz / "private").iterdir()) == ["1101"]
+    assert lab.ok("branch", "list", "--json").json() == []
