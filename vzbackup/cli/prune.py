@@ -35,7 +35,8 @@ def prune(ctx: click.Context, cli_ctx: CliContext, guests: tuple[str, ...], dry_
     garbage in the repositories concerned. Policies: a job's keep_* for its repository,
     else [retention.REPO], else the keep_* of a job replicating there, else keep-all; with
     Proxmox VE's prune-backups semantics. Protected points (label protected=1), each
-    guest's newest verified point and points a clone was made from are always kept.
+    guest's newest verified point and points a clone or a branch was made from are always
+    kept.
 
     The space comes back in two phases: GC takes unreferenced packs out of the index now
     and deletes them on a run one grace period (the repository's gc_grace_hours) later, so
