@@ -212,6 +212,9 @@ class App:
             self.reporter.warning(f"metrics file {path} not written: {e.strerror or e}")
 
     def _repo_config(self, name: str) -> RepositoryConfig:
+        if not name:
+            raise ConfigError([f"{self.config.path}: backup.repository: not set, and no "
+                               "repository was named (--repository NAME)"])
         if name not in self.config.repositories:
             known = ", ".join(sorted(self.config.repositories)) or "none"
             raise ConfigError([f"{self.config.path}: repositories.{name}: no such repository "

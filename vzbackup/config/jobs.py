@@ -83,7 +83,9 @@ def _job(path: Path, name: str, t: dict[str, Any], default_repo: str, repos: set
     repository = t["repository"] or default_repo
     for key, names in (("repository", [repository]), ("replicate_to", t["replicate_to"])):
         for repo in names:
-            if repo not in repos:
+            if not repo:
+                problems.append(f"{where}.repository: empty, and backup.repository is not set")
+            elif repo not in repos:
                 problems.append(f"{where}.{key}: no repository named {repo!r} under [repositories]")
     if repository in t["replicate_to"]:
         problems.append(f"{where}.replicate_to: {repository!r} is the job's own repository")

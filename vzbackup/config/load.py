@@ -207,7 +207,7 @@ def _label(text: str) -> tuple[str, str]:
 
 
 def _cross_check(path: Path, doc: dict, repos: dict[str, RepositoryConfig], problems: list[str]) -> None:
-    if doc["backup"]["repository"] not in repos:
+    if doc["backup"]["repository"] and doc["backup"]["repository"] not in repos:
         problems.append(f"{path}: backup.repository: no repository named "
                         f"{doc['backup']['repository']!r} under [repositories]")
     for lbl in doc["backup"]["labels"]:

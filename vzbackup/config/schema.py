@@ -83,7 +83,9 @@ SCHEMA: dict[str, Section] = {
         "level": Option("str", "info", choices=("debug", "info", "warning", "error")),
     }),
     "backup": Section({
-        "repository": Option("str", doc="Name of the repository (under [repositories]) that backups write to."),
+        "repository": Option("str", "", doc="Name of the repository (under [repositories]) that "
+                                            "backups write to; empty only on a host that "
+                                            "never backs up (a laptop importing branches)."),
         "labels": Option("list[str]", [], doc="Labels KEY=VALUE added to every restore point."),
         "replicate_to": Option("list[str]", [],
                                doc="Repositories 'vzbackup replicate' copies new restore points to."),

@@ -151,3 +151,17 @@ key_file = "keys/id_ed25519"
     assert node.root == Path("/srv/guests")  # on the node
     assert node.key_file == (tmp_path / "keys/id_ed25519").resolve()  # on this host
     assert (node.host, node.port, node.user, node.connect_timeout) == ("10.0.0.7", 22, "root", 10)
+
+
+def test_a_host_that_never_backs_up_needs_no_repository(tmp_path):
+    """A trade-show laptop imports branch bundles: nodes and state only."""
+    from vzbackup.errors import ConfigError
+
+    path = tmp_path / "laptop.toml"
+    path.write_text('[state]\ndir = "state"\n[nodes.laptop]\nroot = "node"\n')
+    config = load_config(path)
+    assert config.backup_repository == "" and config.repositories == {}
+    path.write_text(path.read_text() + '[jobs.nightly]\nschedule = "0 1 * * *"\nall = true\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert "jobs.nightly.repository: empty, and backup.repository is not set" in str(e.value)
