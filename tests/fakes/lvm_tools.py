@@ -242,36 +242,47 @@ def lvs(argv: list[str]) -> int:
                         ["options=", "reportformat=", "units=", "nosuffix", "noheadings",
                          "separator=", "unbuffered", "config=", "all", "quiet", "select=",
                          "nameprefixes", "readonly"])
-    fields, fmt, units, suffix, headings, sep = list(_DEFAULT_FIELDS), "basic", "h", True, True, None
+    fields, r = list(_DEFAULT_FIELDS), _Report()
     for k, v in opts:
         if k in ("-o", "--options"):
             fields = _fields(v)
-        elif k == "--reportformat":
+        elif k in ("-S", "--select"):
+            raise LvmError("emulator: --select is not emulated", code=5)
+        else:
+            r.take(k, v)
+    with st.locked() as base:
+        rows = _rows(base, args)
+    table = [[_value(vg, lv, lvs_of_vg, f, r.units, r.suffix) for f in fields]
+             for vg, lv, lvs_of_vg in rows]
+    if r.fmt == "basic":
+        _print_basic(fields, table, r.headings, r.sep)
+    else:
+        _print_json(fields, table, r.fmt)
+    return 0
+
+
+class _Report:
+    """The report options lvs and vgs share, checked as lvm2 checks them."""
+
+    def __init__(self) -> None:
+        self.fmt, self.units, self.suffix, self.headings, self.sep = "basic", "h", True, True, None
+
+    def take(self, k: str, v: str) -> None:
+        if k == "--reportformat":
             allowed = ("basic", "json") + (("json_std",) if st.version() >= (2, 3, 17) else ())
             if v not in allowed:
                 raise BadCommandLine(f"  Invalid argument for --reportformat: {v}")
-            fmt = v
+            self.fmt = v
         elif k == "--units":
             if v.lower() not in ("h", "b", "s", "k", "m", "g", "t", "p", "e"):
                 raise BadCommandLine(f"  Invalid argument for --units: {v}")
-            units = v.lower()
+            self.units = v.lower()
         elif k == "--nosuffix":
-            suffix = False
+            self.suffix = False
         elif k == "--noheadings":
-            headings = False
+            self.headings = False
         elif k == "--separator":
-            sep = v
-        elif k in ("-S", "--select"):
-            raise LvmError("emulator: --select is not emulated", code=5)
-    with st.locked() as base:
-        rows = _rows(base, args)
-    table = [[_value(vg, lv, lvs_of_vg, f, units, suffix) for f in fields]
-             for vg, lv, lvs_of_vg in rows]
-    if fmt == "basic":
-        _print_basic(fields, table, headings, sep)
-    else:
-        _print_json(fields, table, fmt)
-    return 0
+            self.sep = v
 
 
 def _fields(text: str) -> list[str]:
@@ -366,28 +377,16 @@ def vgs(argv: list[str]) -> int:
                         ["options=", "reportformat=", "units=", "nosuffix", "noheadings",
                          "separator=", "unbuffered", "quiet", "readonly"])
     fields = ["vg_name", "pv_count", "lv_count", "snap_count", "vg_attr", "vg_size", "vg_free"]
-    fmt, units, suffix, headings, sep = "basic", "h", True, True, None
+    r = _Report()
     for k, v in opts:
         if k in ("-o", "--options"):
             fields = [f for f in v.replace(" ", "").split(",")]
             for f in fields:
                 if f not in _VG_HEADINGS:
                     raise LvmError(f"Unrecognised field: {f}")
-        elif k == "--reportformat":
-            allowed = ("basic", "json") + (("json_std",) if st.version() >= (2, 3, 17) else ())
-            if v not in allowed:
-                raise BadCommandLine(f"  Invalid argument for --reportformat: {v}")
-            fmt = v
-        elif k == "--units":
-            if v.lower() not in ("h", "b", "s", "k", "m", "g", "t", "p", "e"):
-                raise BadCommandLine(f"  Invalid argument for --units: {v}")
-            units = v.lower()
-        elif k == "--nosuffix":
-            suffix = False
-        elif k == "--noheadings":
-            headings = False
-        elif k == "--separator":
-            sep = v
+        else:
+            r.take(k, v)
+    fmt, units, suffix, headings, sep = r.fmt, r.units, r.suffix, r.headings, r.sep
     with st.locked() as base:
         names = args or st.vgs(base)
         for vg in names:

@@ -59,17 +59,8 @@ def _restore_guest(catalog: Catalog, manifest: Manifest) -> None:
 def _restore_lineage(repos: Mapping[str, Repository], catalog: Catalog,
                      reporter: Reporter) -> int:
     """Clones' lineage from the notes the repositories hold (the latest per clone)."""
-    found: dict[str, dict] = {}
-    for repo in repos.values():
-        try:
-            notes = repo.notes()
-        except VzError as e:
-            reporter.warning(f"{repo.name}: notes could not be read ({e}): clones' lineage "
-                             "from it is not restored")
-            continue
-        for (kind, key), doc in notes.items():
-            if kind == "clone" and str(doc["time"]) >= str(found.get(key, {}).get("time", "")):
-                found[key] = doc
+    found = {k: d for k, d in _latest_notes(repos, "clone", reporter, "clone lineage records").items()
+             if not d.get("gone")}
     known = {str(c.clone) for c in catalog.clones()}
     restored = 0
     for key, doc in sorted(found.items()):
@@ -86,17 +77,7 @@ def _restore_branches(repos: Mapping[str, Repository], catalog: Catalog,
                       reporter: Reporter) -> int:
     """Branches from the notes the repositories hold: the latest note per branch across
     them (a destroyed branch's latest note is ``gone``)."""
-    latest: dict[str, dict] = {}
-    for repo in repos.values():
-        try:
-            notes = repo.notes(with_gone=True)
-        except VzError as e:
-            reporter.warning(f"{repo.name}: notes could not be read ({e}): branches from it "
-                             "are not restored")
-            continue
-        for (kind, key), doc in notes.items():
-            if kind == "branch" and str(doc["time"]) >= str(latest.get(key, {}).get("time", "")):
-                latest[key] = doc
+    latest = _latest_notes(repos, "branch", reporter, "branches")
     known = {b.name for b in catalog.branches()}
     restored = 0
     for name, doc in sorted(latest.items()):
@@ -107,3 +88,21 @@ def _restore_branches(repos: Mapping[str, Repository], catalog: Catalog,
     if restored:
         reporter.info(f"{restored} branch record(s) restored from the repositories' notes")
     return restored
+
+
+def _latest_notes(repos: Mapping[str, Repository], kind: str, reporter: Reporter,
+                  what: str) -> dict[str, dict]:
+    """key -> the latest note of ``kind`` across the repositories, ``gone`` ones included
+    (one repository's removal outweighs another's older note)."""
+    latest: dict[str, dict] = {}
+    for repo in repos.values():
+        try:
+            notes = repo.notes(with_gone=True)
+        except VzError as e:
+            reporter.warning(f"{repo.name}: notes could not be read ({e}): {what} from it "
+                             "are not restored")
+            continue
+        for (k, key), doc in notes.items():
+            if k == kind and str(doc["time"]) >= str(latest.get(key, {}).get("time", "")):
+                latest[key] = doc
+    return latest
