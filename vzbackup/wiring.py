@@ -122,6 +122,18 @@ class App:
                 cache_dir=self.config.cache_dir, compression_level=rc.compression_level)
         return self._repos[name]
 
+    def notes_repository(self) -> Repository | None:
+        """The backup repository, for notes that are about no point (checkpoints); None when
+        there is none or it does not open (said as a warning: the work goes on)."""
+        if not self.config.backup_repository:
+            return None
+        try:
+            return self.repository(self.config.backup_repository)
+        except (RepositoryError, KeyUnavailable, NodeUnreachable) as e:
+            self.reporter.warning(f"repository {self.config.backup_repository} does not open "
+                                  f"({e}): this is not noted there for 'catalog rebuild'")
+            return None
+
     def replica(self, name: str, source: str) -> Repository:
         """Repository ``name``; an empty one is first made a replica of ``source``."""
         rc = self._repo_config(name)

@@ -59,7 +59,8 @@ def take(ctx: click.Context, cli_ctx: CliContext, guests: tuple[str, ...], label
     if expire and ttl is None:
         raise UsageError(f"--expire {expire!r}: expected a duration such as 30m, 12h, 7d, 2w")
     selection = select_targets(app.nodes, list(guests))
-    done = take_checkpoint(selection, label, app.catalog, app.locks, app.reporter, app.clock, ttl)
+    done = take_checkpoint(selection, label, app.catalog, app.locks, app.reporter, app.clock, ttl,
+                           notes_to=app.notes_repository())
     result = None
     if with_backup:
         repo = app.repository(app.config.backup_repository)
@@ -87,7 +88,7 @@ def drop(ctx: click.Context, cli_ctx: CliContext, label: str | None, guests: tup
     every expired checkpoint, from the nodes and the catalogue."""
     app = cli_ctx.app
     result = drop_op(app.catalog, app.nodes, app.locks, app.reporter, app.clock, label=label,
-                     guests=list(guests), expired=expired)
+                     guests=list(guests), expired=expired, notes_to=app.notes_repository())
     if as_json:
         emit_json("checkpoint-drop", {"dropped": [c.to_dict() for c in result.dropped],
                                       "failed": [{**c.to_dict(), "error": e}

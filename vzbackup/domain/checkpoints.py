@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from .guests import GuestRef
+from .guests import GuestRef, guest_ref
 
 _LABEL = re.compile(r"^[a-z][a-z0-9_-]+$")
 _RESERVED = ("current", "vzdump")
@@ -53,3 +53,9 @@ class Checkpoint:
         return {"guest": str(self.guest), "label": self.label, "node": self.node,
                 "created": self.created.isoformat(),
                 "expires": self.expires.isoformat() if self.expires else None}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Checkpoint":
+        return cls(guest_ref(d["guest"]), str(d["label"]), str(d["node"]),
+                   datetime.fromisoformat(d["created"]),
+                   datetime.fromisoformat(d["expires"]) if d.get("expires") else None)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .guests import GuestRef
+from .guests import GuestRef, guest_ref
 
 NET_KEY = re.compile(r"^net\d+$")
 VM_NIC_MODELS = ("virtio", "e1000", "e1000e", "rtl8139", "vmxnet3", "ne2k_pci", "pcnet", "i82551",
@@ -206,13 +206,6 @@ class CloneRecord:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CloneRecord":
-        return cls(_ref(d["source"]), str(d["point"]), _ref(d["clone"]), str(d["node"]),
+        return cls(guest_ref(d["source"]), str(d["point"]), guest_ref(d["clone"]), str(d["node"]),
                    str(d["hostname"]), str(d["network"]), datetime.fromisoformat(d["created"]))
 
-
-def _ref(text: str) -> GuestRef:
-    """``ct101`` / ``vm200`` as ``to_dict`` writes them."""
-    kind, vmid = text[:2], text[2:]
-    if kind not in ("ct", "vm") or not vmid.isdigit():
-        raise ValueError(f"{text!r} is not a guest reference (ct<ID> or vm<ID>)")
-    return GuestRef(kind, int(vmid))

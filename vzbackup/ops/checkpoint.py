@@ -16,13 +16,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from ..domain.checkpoints import Checkpoint, check_label
 from ..domain.guests import GuestRef
 from ..domain.points import RestorePoint
 from ..errors import CheckpointFailed, NodeUnreachable, UsageError, VzError
-from ..ports import Catalog, Clock, Locks, Node, Reporter
+from ..ports import Catalog, Clock, Locks, Node, Reporter, Repository
 from .selection import Selection, require_node, resolve_known_guest
 
 
@@ -36,9 +36,10 @@ class DropResult:
 
 
 def take_checkpoint(selection: Selection, label: str, catalog: Catalog, locks: Locks,
-                    reporter: Reporter, clock: Clock,
-                    expire: timedelta | None = None) -> list[Checkpoint]:
-    """Checkpoint every selected guest as one group, or none of them."""
+                    reporter: Reporter, clock: Clock, expire: timedelta | None = None,
+                    notes_to: Repository | None = None) -> list[Checkpoint]:
+    """Checkpoint every selected guest as one group, or none of them. Each is also noted in
+    ``notes_to`` (the backup repository), for ``catalog rebuild``."""
     why = check_label(label)
     if why:
         raise UsageError(f"--label {label!r}: {why}")
@@ -73,6 +74,7 @@ def take_checkpoint(selection: Selection, label: str, catalog: Catalog, locks: L
     done = [Checkpoint(t.guest.ref, label, t.node.name, now, expires) for t in selection.targets]
     for c in done:
         catalog.record_checkpoint(c)
+        note_checkpoint(notes_to, c, c.created, reporter)
         reporter.info(f"checkpoint {label} of {c.guest} taken on node {c.node}")
     return done
 
@@ -140,7 +142,7 @@ def backup_of(catalog: Catalog, ref: GuestRef, label: str) -> RestorePoint | Non
 
 def drop(catalog: Catalog, nodes: Mapping[str, Node], locks: Locks, reporter: Reporter, clock: Clock,
          *, label: str | None = None, guests: list[str] | None = None,
-         expired: bool = False) -> DropResult:
+         expired: bool = False, notes_to: Repository | None = None) -> DropResult:
     """Remove checkpoints (``label``, of ``guests`` or all; or every expired one) from their
     nodes, then from the catalogue. One that is already gone from its node is forgotten."""
     if not label and not expired:
@@ -161,9 +163,25 @@ def drop(catalog: Catalog, nodes: Mapping[str, Node], locks: Locks, reporter: Re
             with locks.guest(c.guest, f"drop checkpoint {c.label}"):
                 node.drop_checkpoint(c.guest, c.label)
             catalog.forget_checkpoint(c.guest, c.label)
+            note_checkpoint(notes_to, c, clock.now(), reporter, gone=True)
             dropped.append(c)
             reporter.info(f"dropped checkpoint {c.label} of {c.guest} on node {c.node}")
         except VzError as e:
             failed.append((c, str(e)))
             reporter.warning(f"checkpoint {c.label} of {c.guest} on node {c.node}: {e}")
     return DropResult(dropped, failed)
+
+
+def note_checkpoint(repo: Repository | None, c: Checkpoint, when: datetime, reporter: Reporter,
+                    *, gone: bool = False) -> None:
+    """A checkpoint taken (or dropped) as a note in the backup repository: ``catalog
+    rebuild`` lists it again (the snapshot itself is on its node)."""
+    if repo is None:
+        return
+    doc = {"kind": "checkpoint", "key": f"{c.guest}/{c.label}", "time": when.isoformat(),
+           "record": c.to_dict(), **({"gone": True} if gone else {})}
+    try:
+        repo.put_note(doc)
+    except VzError as e:
+        reporter.warning(f"checkpoint {c.label} of {c.guest} could not be noted in {repo.name} "
+                         f"({e}): 'catalog rebuild' would not list it")

@@ -98,7 +98,7 @@ def _recorded(job: JobConfig, env: JobEnv, action: str, trigger: str, steps: Ste
             run.add_outcome(outcome)
         details = {**args, "steps": [{"kind": r.kind, "run_id": r.run_id, "status": r.status}
                                      for r in done],
-                   **_pruned(done), **_expire_checkpoints(env, action)}
+                   **_pruned(done), **_expire_checkpoints(job, env, action)}
     result = run.result(details)
     _send(env, result)
     if env.after_run is not None:
@@ -190,11 +190,15 @@ def _named(o: GuestOutcome, kind: str) -> GuestOutcome:
     return dataclasses.replace(o, message=f"{kind}{where}: {o.message}")
 
 
-def _expire_checkpoints(env: JobEnv, action: str) -> dict:
+def _expire_checkpoints(job: JobConfig, env: JobEnv, action: str) -> dict:
     if action != "backup":
         return {}
+    try:
+        notes_to: Repository | None = env.open_repository(job.repository)
+    except VzError:
+        notes_to = None  # the backup step already said why
     result = drop_checkpoints(env.catalog, dict(env.nodes), env.locks, env.reporter, env.clock,
-                              expired=True)
+                              expired=True, notes_to=notes_to)
     return {"checkpoints_expired_dropped": len(result.dropped),
             "checkpoints_expired_failed": len(result.failed)}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..domain.branch import BranchRecord
+from ..domain.checkpoints import Checkpoint
 from ..domain.clone import CloneRecord
 from ..domain.guests import GuestRef
 from ..domain.manifest import Manifest
@@ -37,9 +38,11 @@ def rebuild_catalog(repos: Mapping[str, Repository], catalog: Catalog, reporter:
             _restore_guest(catalog, manifest)
         lineage = _restore_lineage(repos, catalog, reporter)
         branches = _restore_branches(repos, catalog, reporter)
+        checkpoints = _restore_checkpoints(repos, catalog, reporter)
     failed = [i for i in run.items if i.status == "failed"]
     return run.result({"points": len(run.items) - len(failed), "guests": len(newest),
-                       "clones": lineage, "branches": branches}, failed)
+                       "clones": lineage, "branches": branches, "checkpoints": checkpoints},
+                      failed)
 
 
 def _keep_newest(newest: dict[GuestRef, Manifest], manifest: Manifest) -> None:
@@ -87,6 +90,22 @@ def _restore_branches(repos: Mapping[str, Repository], catalog: Catalog,
         restored += 1
     if restored:
         reporter.info(f"{restored} branch record(s) restored from the repositories' notes")
+    return restored
+
+
+def _restore_checkpoints(repos: Mapping[str, Repository], catalog: Catalog,
+                         reporter: Reporter) -> int:
+    """Checkpoint rows from the notes (the snapshots themselves are on the nodes)."""
+    latest = _latest_notes(repos, "checkpoint", reporter, "checkpoints")
+    known = {f"{c.guest}/{c.label}" for c in catalog.checkpoints()}
+    restored = 0
+    for key, doc in sorted(latest.items()):
+        if key in known or doc.get("gone"):
+            continue
+        catalog.record_checkpoint(Checkpoint.from_dict(doc["record"]))
+        restored += 1
+    if restored:
+        reporter.info(f"{restored} checkpoint(s) restored from the repositories' notes")
     return restored
 
 

@@ -90,3 +90,20 @@ def test_with_backup_rollback_restores_the_point_when_the_snapshot_is_gone(plab)
     lab.ok("rollback", "ct101", "pre", "--to", "pve1")
     volid = pve.conf("pve1", "ct", 101)["rootfs"].split(",")[0]
     assert (pve.volume("pve1", volid) / "home/demo/f000.txt").read_bytes() == before
+
+
+def test_a_rebuilt_catalogue_lists_the_checkpoints_still_taken(plab):  # noqa: F811
+    """Promise 6: each checkpoint is noted in the backup repository, and a drop too."""
+    lab = plab
+    lab.ok("checkpoint", "ct101", "vm200", "--label", "pre-upgrade", "--expire", "7d")
+    lab.ok("checkpoint", "ct101", "--label", "older")
+    lab.ok("checkpoint", "drop", "older")
+    before = lab.ok("checkpoints", "--json").json()
+    (lab.root / "state" / "catalog.db").unlink()
+    for leftover in (lab.root / "state").glob("catalog.db-*"):
+        leftover.unlink()
+    assert lab.ok("checkpoints", "--json").json() == []
+    r = lab.ok("catalog", "rebuild")
+    assert "2 checkpoint(s) restored" in r.err
+    assert lab.ok("checkpoints", "--json").json() == before  # "older" stays dropped
+    lab.ok("rollback", "ct101", "pre-upgrade")  # the rows point at the real snapshots
