@@ -144,16 +144,17 @@ class App:
                                f"of {source}")
         return self.repository(name)
 
-    def repositories(self) -> dict[str, Repository]:
-        """Every configured repository that opens; the others are reported and left out.
-        Opened in parallel: a dead peer costs its connect timeout once, not once per peer."""
+    def repositories(self, names: list[str] | None = None) -> dict[str, Repository]:
+        """Every configured repository (or those ``names``) that opens; the others are
+        reported and left out. Opened in parallel: a dead peer costs its connect timeout
+        once, not once per peer."""
         def try_open(name: str) -> Repository | Exception:
             try:
                 return self.repository(name)
             except (RepositoryError, KeyUnavailable, NodeUnreachable) as e:
                 return e
 
-        names = list(self.config.repositories)
+        names = list(self.config.repositories) if names is None else list(names)
         with ThreadPoolExecutor(max(1, min(len(names), 8)), thread_name_prefix="vzbackup-open") as pool:
             opened = list(pool.map(try_open, names))
         out = {}

@@ -72,7 +72,7 @@ def gc(ctx: click.Context, cli_ctx: CliContext, names: tuple[str, ...], dry_run:
             raise UsageError(f"no repository named {name!r} (known: "
                              f"{', '.join(sorted(app.config.repositories))})")
     wanted = list(names) or sorted(app.config.repositories)
-    collected = collect_garbage(app.repositories(), wanted, app.job_locks, app.clock,
+    collected = collect_garbage(app.repositories(wanted), wanted, app.job_locks, app.clock,
                                 app.reporter, app.gc_grace_hours, dry_run=dry_run,
                                 nodes=app.nodes, access=app)
     if as_json:

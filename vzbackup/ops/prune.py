@@ -22,8 +22,8 @@ Which policy applies to a guest's points in a repository (as in PVE, a job's
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ..config.model import JobConfig, RetentionConfig
