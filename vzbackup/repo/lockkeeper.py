@@ -53,6 +53,7 @@ class RetentionKeeper:
         extended = 0
         with self._lock:
             known = self._load()
+            before = dict(known)
             try:
                 for key in wanted:
                     until = self._until(key, known)
@@ -67,7 +68,8 @@ class RetentionKeeper:
                             "could not be extended: %s (check the s3:PutObjectRetention "
                             "permission)", self.backend.url, exc)
             finally:
-                self._save(known)
+                if known != before:
+                    self._save(known)
         if extended:
             log.info("%s: Object Lock retention extended for %d objects recent restore points "
                      "need", self.backend.url, extended)
