@@ -6,8 +6,9 @@ makes a directory or bucket a repository. ``generation`` holds a random token th
 operation removing data (a repair, GC) replaces with :func:`bump_generation`, so that every
 client rebuilds its view of the index.
 
-Format 2 stores chunks in packs (``packs/``) located by index objects (``index/``); format 1
-(one object per chunk under ``chunks/``) was written by development versions only.
+Format 3 stores chunks in packs (``packs/``) located by index objects (``index/``), each
+pack named by the hash of its trailer. Formats 1 (one object per chunk under ``chunks/``) and
+2 (packs named by the hash of all their bytes) were written by development versions only.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from .keys import KDF_COST, KEY_OBJECT, Passphrase, RepoKeys, open_keys, seal_ke
 log = logging.getLogger(__name__)
 
 FORMAT_NAME = "vzbackup-repository"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 CONFIG_KEY = "config"
 GENERATION_KEY = "generation"
 ENCRYPTIONS = ("none", "aes-256-gcm")
+_DEVELOPMENT_FORMATS = {1: "one object per chunk", 2: "packs named by the hash of all their bytes"}
 _INIT_LEFTOVERS = frozenset({KEY_OBJECT, GENERATION_KEY})  # an interrupted init may leave them
 
 
@@ -67,11 +69,11 @@ class RepoConfig:
             raise RepositoryError(f"{where}: the {CONFIG_KEY} object is not valid JSON") from None
         if name != FORMAT_NAME:
             raise RepositoryError(f"{where}: not a vzbackup repository (format {name!r})")
-        if version == 1:
+        if version in _DEVELOPMENT_FORMATS:
             raise RepositoryError(
                 f"{where}: this repository was created by a development version of vzbackup "
-                f"(format 1, one object per chunk); this version reads format {FORMAT_VERSION} "
-                "(pack files) only",
+                f"(format {version}, {_DEVELOPMENT_FORMATS[version]}); this version reads "
+                f"format {FORMAT_VERSION} (packs named by their trailer) only",
                 hint="Create a new repository in an empty location with 'vzbackup repo init' "
                      "and back up again; then delete the old one.")
         if version != FORMAT_VERSION:

@@ -6,9 +6,14 @@ the other, then a trailer and a fixed-size footer::
     blob | blob | ... | trailer | trailer length (4 bytes, big-endian) | b"VZPK"
 
 The trailer lists every blob: chunk id, offset, length and plaintext size. It is itself
-encoded by the codec (sealed in an encrypted repository, so chunk ids stay hidden). The
-pack id is the SHA-256 of the whole pack: a pack names itself, and the index can be rebuilt
-from the packs alone (:func:`read_trailer`).
+encoded by the codec (sealed in an encrypted repository, so chunk ids stay hidden).
+
+The pack id is the SHA-256 of the pack's tail (the stored trailer and the footer), not of
+the whole pack: hashing every stored byte a second time cost a sixth of a full backup's CPU,
+and adds nothing, since each blob is bound to its chunk id (AES-GCM, or zstd and the chunk
+hash) and checked on every read. A pack is what a writer sealed when its tail hashes to its
+id, its blobs tile the pack up to the trailer, and each decodes to its chunk id
+(:func:`check_pack`): so the index can be rebuilt from the packs alone.
 """
 
 from __future__ import annotations
@@ -95,12 +100,13 @@ class OpenPack:
         """Append the trailer and footer; the pack id and the pack's bytes (valid until
         :meth:`reset`)."""
         trailer = codec.encode(TRAILER_ID, TRAILER_HEAD + encode_entries(self.entries))
+        footer = FOOTER.pack(len(trailer), PACK_MAGIC)
         self._write(trailer)
-        self._write(FOOTER.pack(len(trailer), PACK_MAGIC))
+        self._write(footer)
         if self._end > MAX_PACK:
             raise ValueError(f"a pack of {self._end} bytes is too large")
         self._view = memoryview(self._buf)[:self._end]
-        return hashlib.sha256(self._view).digest(), self._view
+        return tail_id(trailer + footer), self._view
 
     def reset(self) -> None:
         if self._view is not None:
@@ -110,14 +116,26 @@ class OpenPack:
         self.entries = []
 
 
-def read_trailer(codec: Codec, pack: Buffer, what: str) -> list[PackEntry]:
-    """The entries of a whole pack's trailer, each checked to lie within the blobs."""
+def tail_id(tail: Buffer) -> bytes:
+    """The id of a pack whose tail (stored trailer and footer) is ``tail``."""
+    return hashlib.sha256(tail).digest()
+
+
+def _trailer_start(pack: Buffer, what: str) -> int:
+    """Where the stored trailer begins (the blobs end)."""
     if len(pack) < FOOTER.size:
         raise IntegrityError(f"{what}: too short for a pack ({len(pack)} bytes)")
     length, magic = FOOTER.unpack_from(pack, len(pack) - FOOTER.size)
     start = len(pack) - FOOTER.size - length
     if magic != PACK_MAGIC or start < 0:
         raise IntegrityError(f"{what}: not a vzbackup pack (bad footer)")
+    return start
+
+
+def read_trailer(codec: Codec, pack: Buffer, what: str) -> list[PackEntry]:
+    """The entries of a whole pack's trailer, each checked to lie within the blobs."""
+    start = _trailer_start(pack, what)
+    length = len(pack) - FOOTER.size - start
     plain = codec.decode(TRAILER_ID, memoryview(pack)[start:start + length],
                          what=f"{what}, trailer", max_size=len(pack) * 16 + 1024)
     if plain[:len(TRAILER_HEAD)] != TRAILER_HEAD:
@@ -128,7 +146,25 @@ def read_trailer(codec: Codec, pack: Buffer, what: str) -> list[PackEntry]:
     return entries
 
 
-def check_pack(pack_id: bytes, pack: Buffer, what: str) -> None:
-    """``IntegrityError`` unless ``pack`` hashes to its id."""
-    if hashlib.sha256(pack).digest() != pack_id:
+def check_pack(codec: Codec, pack_id: bytes, pack: Buffer, what: str) -> list[PackEntry]:
+    """The entries of ``pack`` if it is exactly what a writer sealed under ``pack_id``: its
+    tail hashes to the id, its blobs lie back to back from the start to the trailer, and
+    each decodes to its chunk id and size. ``IntegrityError`` otherwise (decodes every
+    chunk: for rebuilding the index, not for a hot path)."""
+    view = memoryview(pack)
+    start = _trailer_start(view, what)
+    if tail_id(view[start:]) != pack_id:
         raise IntegrityError(f"{what}: content does not match its id")
+    entries = read_trailer(codec, view, what)
+    at = 0
+    for e in entries:
+        if e.offset != at:
+            raise IntegrityError(f"{what}: the trailer leaves a gap or an overlap at {at}")
+        try:
+            codec.decode_chunk(e.chunk_id, view[e.offset:e.offset + e.length], e.size)
+        except IntegrityError as exc:
+            raise IntegrityError(f"{what}: {exc.message}") from None
+        at += e.length
+    if at != start:
+        raise IntegrityError(f"{what}: {start - at} bytes before the trailer belong to no chunk")
+    return entries

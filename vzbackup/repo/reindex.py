@@ -2,9 +2,10 @@
 
 Every pack describes itself (its trailer), so packs that no index object names can be
 indexed again: those of a run killed between its packs and its index object, or those of an
-index object that was lost. A pack is adopted only if its bytes hash to its id, which proves
-it is exactly what a writer sealed; a torn or damaged one is left alone (garbage for GC).
-Packs that GC condemned (``garbage/`` records) are left alone too.
+index object that was lost. A pack is adopted only if it is exactly what a writer sealed
+(``packs.check_pack``: its tail hashes to its id and every chunk in it decodes to its id); a
+torn or damaged one is left alone (garbage for GC). Packs that GC condemned (``garbage/``
+records) are left alone too.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ from .cache import IndexCache
 from .codec import Codec
 from .format import PACK_PREFIX, index_key, pack_id_of
 from .index import encode_index
-from .packs import PackEntry, check_pack, read_trailer
+from .packs import PackEntry, check_pack
 
 log = logging.getLogger(__name__)
-
 
 
 def index_unnamed_packs(backend: Backend, codec: Codec, index: IndexCache) -> ReindexStats:
@@ -40,8 +40,7 @@ def index_unnamed_packs(backend: Backend, codec: Codec, index: IndexCache) -> Re
         what = f"pack {short_id(pack_id.hex())}"
         try:
             blob = backend.get(info.key)
-            check_pack(pack_id, blob, what)
-            found[pack_id] = read_trailer(codec, blob, what)
+            found[pack_id] = check_pack(codec, pack_id, blob, what)
         except ObjectNotFound:
             continue
         except IntegrityError as exc:

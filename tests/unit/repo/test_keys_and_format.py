@@ -86,7 +86,7 @@ def test_init_refuses_existing_repository(tmp_path):
 def test_config_is_self_describing(tmp_path):
     repo = make_repo(tmp_path, encryption="aes-256-gcm", passphrase=SECRET)
     doc = json.loads(repo.backend.get(CONFIG_KEY))
-    assert doc["format"] == "vzbackup-repository" and doc["version"] == 2
+    assert doc["format"] == "vzbackup-repository" and doc["version"] == 3
     assert doc["encryption"] == "aes-256-gcm" and doc["chunk_id"] == "hmac-sha256"
     assert doc["chunker"]["avg_size"] == 8192 and doc["compression"]["level"] == 3
     assert doc["id"] == repo.repo_id and len(repo.repo_id) == 32
@@ -103,12 +103,15 @@ def test_unknown_format_version_is_refused(tmp_path):
     assert "Upgrade vzbackup" in info.value.hint
 
 
-def test_a_format_1_repository_must_be_re_created(tmp_path):
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_development_format_repository_must_be_re_created(tmp_path, version):
+    # 1: one object per chunk; 2: packs named by the hash of all their bytes
     repo = make_repo(tmp_path)
     doc = json.loads(repo.backend.get(CONFIG_KEY))
-    doc["version"] = 1  # one object per chunk: written by development versions only
+    doc["version"] = version
     repo.backend.put(CONFIG_KEY, json.dumps(doc).encode())
-    with pytest.raises(RepositoryError, match="created by a development version") as info:
+    with pytest.raises(RepositoryError, match=f"development version of vzbackup \\(format "
+                                              f"{version}, .*reads format 3") as info:
         open_repository(repo.backend, None)
     assert "repo init" in info.value.hint
 

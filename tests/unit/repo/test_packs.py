@@ -12,7 +12,7 @@ from vzbackup.repo.codec import Codec
 from vzbackup.repo.format import read_generation
 from vzbackup.repo.index import ChunkIndex, decode_index, encode_index
 from vzbackup.repo.keys import RepoKeys
-from vzbackup.repo.packs import FOOTER, OpenPack, PackEntry, check_pack, read_trailer
+from vzbackup.repo.packs import FOOTER, OpenPack, PackEntry, check_pack, read_trailer, tail_id
 from vzbackup.repo.repository import open_chunk_repository
 
 from .conftest import backup, make_repo, pack_files, restore, stored_chunks
@@ -37,7 +37,7 @@ def test_pack_trailer_round_trip(kind):
     codec = CODECS[kind]
     chunks = [os.urandom(5000), b"text " * 2000, b"", bytes(10_000)]
     pack_id, blob, entries = a_pack(codec, chunks)
-    check_pack(pack_id, blob, "pack")
+    assert check_pack(codec, pack_id, blob, "pack") == entries
     assert read_trailer(codec, blob, "pack") == entries
     for data, e in zip(chunks, entries):
         assert (e.chunk_id, e.size) == (codec.chunk_id(data), len(data))
@@ -51,11 +51,16 @@ def test_pack_tampering_is_detected(kind):
     codec = CODECS[kind]
     pack_id, blob, entries = a_pack(codec, [os.urandom(3000), os.urandom(3000)])
     trailer_at = len(blob) - FOOTER.size - FOOTER.unpack_from(blob, len(blob) - FOOTER.size)[0]
-    for pos in (0, entries[1].offset + 5, trailer_at + 1, len(blob) - 1):
+    for pos in (trailer_at + 1, len(blob) - 6):  # the tail: its hash is the pack id
         bad = bytearray(blob)
         bad[pos] ^= 0x01
         with pytest.raises(IntegrityError, match="does not match its id"):
-            check_pack(pack_id, bytes(bad), "pack")
+            check_pack(codec, pack_id, bytes(bad), "pack")
+    for pos in (0, 3, entries[1].offset + 5, trailer_at - 1):  # a blob: its chunk id
+        bad = bytearray(blob)
+        bad[pos] ^= 0x01
+        with pytest.raises(IntegrityError, match="^pack: chunk [0-9a-f]{64}: "):
+            check_pack(codec, pack_id, bytes(bad), "pack")
     for pos in (trailer_at, trailer_at + 20, len(blob) - 1, len(blob) - 5):
         bad = bytearray(blob)
         bad[pos] ^= 0x01
@@ -65,6 +70,29 @@ def test_pack_tampering_is_detected(kind):
             read_trailer(codec, bytes(bad), "pack")
     with pytest.raises(IntegrityError, match="too short"):
         read_trailer(codec, blob[:3], "pack")
+
+
+def test_a_pack_id_names_the_trailer_and_a_pack_must_be_tiled_by_its_chunks():
+    codec = Codec(level=1)
+    chunks = [os.urandom(3000), b"text " * 900]
+    pack_id, blob, entries = a_pack(codec, chunks)
+    trailer_at = len(blob) - FOOTER.size - FOOTER.unpack_from(blob, len(blob) - FOOTER.size)[0]
+    assert pack_id == tail_id(blob[trailer_at:])
+    # the same tail over other bytes: same id, but not what a writer sealed
+    with pytest.raises(IntegrityError, match="bad header"):
+        check_pack(codec, pack_id, b"\x00" * 7 + blob, "pack")
+    first, second = entries
+    stored = [blob[e.offset:e.offset + e.length] for e in entries]
+    for junk, patch, why in ((b"", 1, "gap or an overlap at 0"),
+                             (b"junk", 0, "4 bytes before the trailer belong to no chunk")):
+        pack = OpenPack(1 << 20)
+        pack.add(first.chunk_id, [stored[0]], first.size)
+        pack.add(second.chunk_id, [stored[1], junk], second.size)
+        pack.entries[0] = first._replace(offset=patch)
+        pack.entries[1] = second
+        other_id, view = pack.seal(codec)
+        with pytest.raises(IntegrityError, match=why):
+            check_pack(codec, other_id, bytes(view), "pack")
 
 
 def test_a_trailer_naming_bytes_past_the_blobs_is_refused():
