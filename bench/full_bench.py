@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.backup_bench import TOP, bench_config, children_cpu, generate, settle, sh, tree_bytes
+from bench.backup_bench import TOP, bench_config, children_cpu, cli_env, generate, settle, sh, tree_bytes
 
 
 def ensure_data(work: Path, gib: float) -> Path:
@@ -44,7 +44,7 @@ def run_variant(work: Path, src: Path, n: int, variant: str, chunk_kib: int, lev
     (run / "dst").mkdir(parents=True)  # the config's second node must exist
     config = run / "bench.toml"
     config.write_text(bench_config(str(src), chunk_kib, level))
-    env = dict(os.environ)
+    env = cli_env()
     if path:
         env["PYTHONPATH"] = path
     for s in settings:
@@ -53,6 +53,8 @@ def run_variant(work: Path, src: Path, n: int, variant: str, chunk_kib: int, lev
     base = [sys.executable, "-m", "vzbackup", "--quiet", "--config", str(config)]
     # cwd: not the project folder, which "python -m" would put ahead of PYTHONPATH
     subprocess.run([*base, "repo", "init"], check=True, stdout=subprocess.DEVNULL, env=env, cwd=run)
+    # the catalogue exists on any host that ran vzbackup before: not part of a backup's time
+    subprocess.run([*base, "points"], check=True, stdout=subprocess.DEVNULL, env=env, cwd=run)
     settle()
     cpu, started = children_cpu(), time.perf_counter()
     subprocess.run([*base, "backup", "--all"], check=True, stdout=subprocess.DEVNULL, env=env,

@@ -23,7 +23,7 @@ from .chunker import Chunker
 from .codec import Codec
 from .format import manifest_key
 from .packer import PackSink
-from .packs import PACK_SIZE, OpenPack
+from .packs import PACK_SIZE
 from .rehome import rehome_unindexed
 
 log = logging.getLogger(__name__)
@@ -51,19 +51,29 @@ class ChunkStore:
         self._lock = threading.Lock()
 
     def store_batch(self, batch: list[memoryview]) -> list[tuple[ChunkRef, int]]:
-        """Each chunk's reference and the bytes newly stored for it (0 when it existed)."""
-        with self.sink.slot() as pack:
-            return [self._store(pack, data) for data in batch]
+        """Each chunk's reference and the bytes newly stored for it (0 when it existed).
+        The batch's ids first, then one claim under the lock, then the new chunks encoded
+        into this thread's pack: few lock and GIL hand-offs per chunk."""
+        ids = [self.codec.chunk_id(data) for data in batch]
+        new = self._claim(ids)
+        stored = [0] * len(batch)
+        if new:
+            encode, append = self.codec.encode_parts, self.sink.append
+            with self.sink.slot() as pack:
+                for i in new:
+                    data = batch[i]
+                    stored[i] = append(pack, ids[i], encode(ids[i], data), len(data))
+        return [(ChunkRef(chunk_id, len(data)), n) for chunk_id, data, n in zip(ids, batch, stored)]
 
-    def _store(self, pack: OpenPack, data: memoryview) -> tuple[ChunkRef, int]:
-        chunk_id = self.codec.chunk_id(data)
-        ref = ChunkRef(chunk_id, len(data))
+    def _claim(self, ids: list[bytes]) -> list[int]:
+        """The positions of the chunks neither indexed nor claimed yet, now claimed by us."""
+        index, claimed, new = self.index, self._claimed, []
         with self._lock:
-            if chunk_id in self.index or chunk_id in self._claimed:
-                return ref, 0
-            self._claimed.add(chunk_id)
-        return ref, self.sink.append(pack, chunk_id, self.codec.encode_parts(chunk_id, data),
-                                     len(data))
+            for i, chunk_id in enumerate(ids):
+                if chunk_id not in index and chunk_id not in claimed:
+                    claimed.add(chunk_id)
+                    new.append(i)
+        return new
 
 
 class ChunkPointWriter:
