@@ -19,6 +19,7 @@ id, its blobs tile the pack up to the trailer, and each decodes to its chunk id
 from __future__ import annotations
 
 import hashlib
+import mmap
 import struct
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -53,11 +54,13 @@ def decode_entries(data: Buffer, what: str) -> list[PackEntry]:
 
 
 class OpenPack:
-    """A pack being filled, in one buffer that is reused for the next pack."""
+    """A pack being filled, in one buffer that is reused for the next pack. The buffer is
+    anonymous memory, so page-aligned: the local backend writes it to disk directly
+    (``O_DIRECT``), without copying it into the page cache."""
 
     def __init__(self, target: int):
         self.target = target
-        self._buf = bytearray()
+        self._buf: mmap.mmap | bytes = b""
         self._end = 0
         self._view: memoryview | None = None  # handed out by seal(): the buffer cannot grow
         self.entries: list[PackEntry] = []
@@ -82,8 +85,10 @@ class OpenPack:
     def _write(self, part: Buffer) -> None:
         end = self._end + len(part)
         if end > len(self._buf):  # grow once to a whole pack, then rarely
-            self._buf.extend(bytes(max(end, self.target + (1 << 20)) - len(self._buf)))
-        self._buf[self._end:end] = part
+            grown = mmap.mmap(-1, max(end, self.target + (1 << 20), 2 * len(self._buf)))
+            grown[:self._end] = self._buf[:self._end]
+            self._buf = grown
+        self._buf[self._end:end] = part  # type: ignore[index]
         self._end = end
 
     def absorb(self, other: "OpenPack") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import time
 
@@ -10,6 +11,7 @@ import pytest
 
 from vzbackup.errors import NoSpace, RepositoryError
 from vzbackup.repo.backends import open_backend, register_backend
+from vzbackup.repo.backends import local
 from vzbackup.repo.backends.local import LocalBackend
 
 
@@ -92,3 +94,76 @@ def test_objects_are_private(tmp_path):
     backend = LocalBackend(tmp_path / "r")
     backend.put("keys/repokey", b"secret")
     assert (tmp_path / "r" / "keys" / "repokey").stat().st_mode & 0o077 == 0
+
+
+def _aligned(data: bytes) -> memoryview:
+    """``data`` in page-aligned memory, as a pack buffer holds it."""
+    buf = mmap.mmap(-1, len(data) + 1)
+    buf[:len(data)] = data
+    return memoryview(buf)[:len(data)]
+
+
+def _spy_open(monkeypatch, refuse: bool = False) -> list[int]:
+    """Record the flags of each open() by the backend; with ``refuse``, fail O_DIRECT opens
+    with EINVAL as tmpfs did before Linux 6.6."""
+    seen: list[int] = []
+    real = os.open
+
+    def spy(path, flags, mode=0o777, **kw):
+        seen.append(flags)
+        if refuse and flags & local.DIRECT_FLAG:
+            raise OSError(errno.EINVAL, "Invalid argument", path)
+        return real(path, flags, mode, **kw)
+
+    monkeypatch.setattr(local.os, "open", spy)
+    return seen
+
+
+@pytest.mark.parametrize("extra", [0, 1, 4095, 4096 + 100])
+def test_large_aligned_objects_are_written_directly(tmp_path, monkeypatch, extra):
+    if not local.DIRECT_FLAG:
+        pytest.skip("no O_DIRECT on this platform")
+    backend = LocalBackend(tmp_path / "r")
+    data = os.urandom(local.DIRECT_MIN + extra)
+    backend.put("packs/ab/small", data[:5000])
+    seen = _spy_open(monkeypatch)
+    backend.put_parts("packs/ab/big", (_aligned(data),))
+    backend.put_parts("packs/ab/copy", (data,))  # bytes: not aligned, through the page cache
+    backend.put_parts("packs/ab/short", (_aligned(data)[:5000],))  # too small to bother
+    assert [bool(f & local.DIRECT_FLAG) for f in seen] == [True, False, False]
+    for key in ("big", "copy"):
+        assert backend.get(f"packs/ab/{key}") == data
+    assert backend.get("packs/ab/small") == data[:5000]
+    backend.flush()
+
+
+def test_a_filesystem_refusing_o_direct_gets_buffered_writes(tmp_path, monkeypatch):
+    backend = LocalBackend(tmp_path / "r")
+    backend.put("packs/ab/small", b"x")
+    seen = _spy_open(monkeypatch, refuse=True)
+    data = os.urandom(local.DIRECT_MIN + 10)
+    for key in ("one", "two"):
+        backend.put_parts(f"packs/ab/{key}", (_aligned(data),))
+        assert backend.get(f"packs/ab/{key}") == data
+    assert not backend._direct  # asked once, then no more
+    assert sum(bool(f & local.DIRECT_FLAG) for f in seen) == (1 if local.DIRECT_FLAG else 0)
+    assert sorted(os.listdir(tmp_path / "r" / "packs" / "ab")) == ["one", "small", "two"]
+
+
+def test_a_direct_write_refused_midway_finishes_through_the_page_cache(tmp_path, monkeypatch):
+    if not local.DIRECT_FLAG:
+        pytest.skip("no O_DIRECT on this platform")
+    backend = LocalBackend(tmp_path / "r")
+    real = os.write
+    calls = []
+
+    def larger_blocks(fd, data):  # a device whose blocks are larger than DIRECT_ALIGN
+        calls.append(len(data))
+        if len(calls) == 1:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, data)
+
+    monkeypatch.setattr(local.os, "write", larger_blocks)
+    data = os.urandom(local.DIRECT_MIN + 77)
+    backend.put_parts("packs/ab/big", (_aligned(data),))
+    assert backend.get("packs/ab/big") == data and not backend._direct
