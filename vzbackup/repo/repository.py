@@ -1,6 +1,6 @@
 """A content-addressed repository of restore points over a ``Backend`` (``ports.Repository``).
 
-Layout (format 2): ``config``, ``generation``, ``keys/repokey`` (encrypted repositories),
+Layout (format 3): ``config``, ``generation``, ``keys/repokey`` (encrypted repositories),
 ``packs/<2 hex>/<pack id>`` (chunks, see ``packs.py``), ``index/<index id>`` (which pack
 holds each chunk, see ``index.py``), ``manifests/<point id>``, ``quarantine/<pack id>``.
 """
