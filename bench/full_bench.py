@@ -35,6 +35,29 @@ def ensure_data(work: Path, gib: float) -> Path:
     return src
 
 
+def idle_fraction(seconds: float) -> float:
+    """The machine's idle share of CPU time over the next ``seconds`` (from /proc/stat)."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return values[3] + values[4], sum(values)  # idle + iowait, all
+    idle0, all0 = sample()
+    time.sleep(seconds)
+    idle1, all1 = sample()
+    return (idle1 - idle0) / max(1, all1 - all0)
+
+
+def wait_for_quiet(threshold: float, limit: float) -> float:
+    """Wait (up to ``limit`` seconds) until the machine is at least ``threshold`` idle for 3 s:
+    on a machine shared with others' test runs, a round timed under load says little. The
+    idle share seen last."""
+    deadline = time.monotonic() + limit
+    idle = idle_fraction(3)
+    while idle < threshold and time.monotonic() < deadline:
+        idle = idle_fraction(3)
+    return idle
+
+
 def run_variant(work: Path, src: Path, n: int, variant: str, chunk_kib: int, level: int
                 ) -> tuple[float, float]:
     """Seconds and CPU seconds of one full backup of ``variant``."""
@@ -54,7 +77,8 @@ def run_variant(work: Path, src: Path, n: int, variant: str, chunk_kib: int, lev
     # cwd: not the project folder, which "python -m" would put ahead of PYTHONPATH
     subprocess.run([*base, "repo", "init"], check=True, stdout=subprocess.DEVNULL, env=env, cwd=run)
     # the catalogue exists on any host that ran vzbackup before: not part of a backup's time
-    subprocess.run([*base, "points"], check=True, stdout=subprocess.DEVNULL, env=env, cwd=run)
+    subprocess.run([*base, "points"], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, env=env, cwd=run)
     settle()
     cpu, started = children_cpu(), time.perf_counter()
     subprocess.run([*base, "backup", "--all"], check=True, stdout=subprocess.DEVNULL, env=env,
@@ -72,6 +96,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=TOP / ".bench-full")
     ap.add_argument("--variants", nargs="+", default=["current"])
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--quiet", type=float, default=0.0, metavar="SHARE",
+                    help="before each round, wait (up to 10 min) until the CPUs are this idle "
+                         "(e.g. 0.85) for 3 s")
     args = ap.parse_args()
     work = args.work
     src = ensure_data(work, args.gib)
@@ -88,6 +115,9 @@ def main() -> None:
     n = 0
     for r in range(args.rounds):
         order = args.variants if r % 2 == 0 else list(reversed(args.variants))
+        if args.quiet:
+            print(f"round {r + 1}: {100 * wait_for_quiet(args.quiet, 600):.0f}% idle, load "
+                  f"{os.getloadavg()[0]:.1f} before it", flush=True)
         if not args.no_baseline:
             out = work / "runs" / f"base-{r}.tar.zst"
             cpu = children_cpu()

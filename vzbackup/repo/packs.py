@@ -113,6 +113,13 @@ class OpenPack:
         self._view = memoryview(self._buf)[:self._end]
         return tail_id(trailer + footer), self._view
 
+    def swap(self, other: "OpenPack") -> None:
+        """Exchange contents (buffers and entries) with ``other``, without copying."""
+        for name in ("_buf", "_end", "_view", "entries", "target"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            setattr(self, name, theirs)
+            setattr(other, name, mine)
+
     def reset(self) -> None:
         if self._view is not None:
             self._view.release()

@@ -29,6 +29,7 @@ from .rehome import rehome_unindexed
 log = logging.getLogger(__name__)
 
 WORKERS = 2  # store threads (3 measured no faster on 2 cores, tar takes its share)
+PUTTING = 2  # full packs put by a background thread at once, while the store threads go on
 BATCH_BYTES = 1 << 20  # chunks per store task: ~1 MiB, so thread hand-offs stay rare
 # Buffers of the chunker, reused in turn (fresh memory is slow to touch, perf.md trap 3). They
 # bound memory to ~ BLOCKS x 2 MiB (the chunker's block size) plus one open pack per thread.
@@ -84,7 +85,8 @@ class ChunkPointWriter:
                  after_commit: Callable[[Manifest], None] | None = None):
         self._backend, self._codec, self._chunker = backend, codec, chunker
         self._after_commit = after_commit  # e.g. keep the Object Lock retention it needs
-        self._sink = PackSink(backend, codec, index, pack_size=pack_size, slots=WORKERS)
+        self._sink = PackSink(backend, codec, index, pack_size=pack_size, slots=WORKERS,
+                              background=PUTTING)
         self._store = ChunkStore(codec, index, self._sink)
         self._draft = draft
         self._stats = WriteStats()
@@ -111,6 +113,7 @@ class ChunkPointWriter:
             self._state = "aborted"
             for p in pools:
                 p.shutdown(wait=True, cancel_futures=True)
+            self._sink.close()
             raise
         for p in pools:
             p.shutdown(wait=True)
@@ -194,6 +197,12 @@ class ChunkPointWriter:
         if self._state != "written":
             raise RepositoryError(f"restore point of {self._draft.guest}: commit() in state "
                                   f"{self._state} (write the stream first)")
+        try:
+            return self._commit()
+        finally:
+            self._sink.close()
+
+    def _commit(self) -> Manifest:
         self._sink.seal_all()
         self._sink.checkpoint()  # the packs durable, then an index object names them
         self._backend.flush()  # that index object (and any this point relies on) durable
@@ -230,4 +239,5 @@ class ChunkPointWriter:
         later backups if an index object names them)."""
         if self._state != "committed":
             self._state = "aborted"
+            self._sink.close()
 

@@ -4,14 +4,17 @@ and the repair that salvages a damaged pack's intact chunks."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import pytest
 
-from vzbackup.errors import IntegrityError
+from vzbackup.errors import IntegrityError, NoSpace
 from vzbackup.repo.codec import Codec
-from vzbackup.repo.format import read_generation
+from vzbackup.repo.format import pack_key, read_generation
 from vzbackup.repo.index import ChunkIndex, decode_index, encode_index
 from vzbackup.repo.keys import RepoKeys
+from vzbackup.repo.packer import PackSink
 from vzbackup.repo.packs import FOOTER, OpenPack, PackEntry, check_pack, read_trailer, tail_id
 from vzbackup.repo.repository import open_chunk_repository
 
@@ -188,3 +191,74 @@ def test_repair_salvages_the_intact_chunks_of_a_damaged_pack(tmp_path, encryptio
     assert fresh.verify_point(manifest.id).ok and fresh.verify_point(healed.id).ok
     assert restore(repo, manifest.id) == data
     assert repo.quarantine_chunks((victim.chunk_id,)) == 0  # nothing damaged any more
+
+
+class SlowBackend:
+    """A local backend whose pack puts take a while and may fail: to watch background puts."""
+
+    def __init__(self, inner, fail_at: int | None = None):
+        self.inner, self.fail_at = inner, fail_at
+        self.url = inner.url
+        self.puts = self.busy = self.most_busy = 0
+        self.lock = threading.Lock()
+
+    def put(self, key, data):
+        if not key.startswith("packs/"):
+            return self.inner.put(key, data)
+        with self.lock:
+            self.puts += 1
+            self.busy += 1
+            self.most_busy = max(self.most_busy, self.busy)
+            number = self.puts
+        try:
+            time.sleep(0.02)
+            if number == self.fail_at:
+                raise NoSpace(f"{self.url}: no space left on device (write {key})")
+            self.inner.put(key, data)
+        finally:
+            with self.lock:
+                self.busy -= 1
+
+    def put_parts(self, key, parts):
+        self.put(key, b"".join(parts))
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_background_puts_are_bounded_and_all_indexed(tmp_path):
+    repo = make_repo(tmp_path)
+    slow = SlowBackend(repo.backend)
+    sink = PackSink(slow, repo.codec, repo.chunk_index(), pack_size=20_000, slots=1, background=2)
+    chunks = [os.urandom(3000) for _ in range(60)]
+    with sink.slot() as pack:
+        for data in chunks:
+            chunk_id = repo.codec.chunk_id(data)
+            sink.append(pack, chunk_id, repo.codec.encode_parts(chunk_id, data), len(data))
+    sink.seal_all()
+    sink.checkpoint()
+    sink.close()
+    assert slow.puts == sink.packs_put >= 8 and slow.most_busy <= 2
+    fresh = open_chunk_repository("t", repo.backend, passphrase=None, cache_dir=None)
+    index = fresh.chunk_index()
+    for data in chunks:
+        where = index.locate(repo.codec.chunk_id(data))
+        stored = repo.backend.get(pack_key(where.pack_id), where.offset, where.length)
+        assert repo.codec.decode_chunk(repo.codec.chunk_id(data), stored, len(data)) == data
+
+
+def test_a_failed_background_put_fails_the_writer_and_names_nothing(tmp_path):
+    repo = make_repo(tmp_path)
+    slow = SlowBackend(repo.backend, fail_at=2)
+    sink = PackSink(slow, repo.codec, repo.chunk_index(), pack_size=20_000, slots=1, background=1)
+    with pytest.raises(NoSpace, match="no space left"):
+        with sink.slot() as pack:
+            for _ in range(60):
+                data = os.urandom(3000)
+                chunk_id = repo.codec.chunk_id(data)
+                sink.append(pack, chunk_id, repo.codec.encode_parts(chunk_id, data), len(data))
+            sink.seal_all()
+    sink.close()
+    with pytest.raises(NoSpace):
+        sink.drain()
+    assert sink.packs_put == 1 and not list(repo.backend.list("index/"))
