@@ -167,3 +167,23 @@ def test_a_direct_write_refused_midway_finishes_through_the_page_cache(tmp_path,
     data = os.urandom(local.DIRECT_MIN + 77)
     backend.put_parts("packs/ab/big", (_aligned(data),))
     assert backend.get("packs/ab/big") == data and not backend._direct
+
+
+def test_writeback_syncs_only_after_enough_buffered_data(tmp_path, monkeypatch):
+    backend = LocalBackend(tmp_path / "r")
+    if not backend._use_syncfs or not local.DIRECT_FLAG:
+        pytest.skip("no syncfs or no O_DIRECT here")
+    syncs = []
+    real = backend._syncfs
+    monkeypatch.setattr(backend, "_syncfs", lambda: (syncs.append(1), real()))
+    backend.put("packs/ab/small", b"x")
+    for n in range(6):  # 6 MiB written directly: nothing for writeback to do
+        backend.put_parts(f"packs/ab/d{n}", (_aligned(os.urandom(local.DIRECT_MIN)),))
+    backend.writeback()
+    assert syncs == []
+    backend.put("packs/ab/cached", bytes(local.WRITEBACK_MIN))  # through the page cache
+    backend.writeback()
+    backend.writeback()
+    assert syncs == [1]
+    backend.flush()  # flush always syncs
+    assert syncs == [1, 1]

@@ -54,6 +54,7 @@ TEMP_SUFFIX = ".tmp"
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 DIRECT_ALIGN = 4096  # O_DIRECT: buffer address, offset and length in whole blocks of this
 DIRECT_MIN = 1 << 20  # objects smaller than this are written through the page cache
+WRITEBACK_MIN = 8 << 20  # writeback() does nothing for less buffered data than this
 DIRECT_FLAG = getattr(os, "O_DIRECT", 0)
 
 
@@ -88,6 +89,7 @@ class LocalBackend:
         self._tmp_prefix = secrets.token_hex(6)
         self._tmp_counter = itertools.count()
         self._direct = bool(DIRECT_FLAG)  # until the filesystem refuses it
+        self._buffered = 0  # bytes put through the page cache since the last syncfs (about)
 
     @classmethod
     def from_url(cls, url: str, **options) -> "LocalBackend":
@@ -122,11 +124,12 @@ class LocalBackend:
         tmp = f"{folder}/.{name}.{self._tmp_prefix}{next(self._tmp_counter):x}{TEMP_SUFFIX}"
         try:
             try:
-                self._write_file(tmp, parts)
+                cached = self._write_file(tmp, parts)
             except FileNotFoundError:
                 os.makedirs(folder, mode=0o700, exist_ok=True)
-                self._write_file(tmp, parts)
+                cached = self._write_file(tmp, parts)
             os.replace(tmp, path)
+            self._buffered += cached
         except OSError as exc:
             _remove_quietly(tmp)
             raise self._error(exc, "write", key) from exc
@@ -134,19 +137,23 @@ class LocalBackend:
             with self._dirty_lock:
                 self._dirty.add(path)
 
-    def _write_file(self, path: str, parts: Sequence[bytes | bytearray | memoryview]) -> None:
+    def _write_file(self, path: str, parts: Sequence[bytes | bytearray | memoryview]) -> int:
+        """Write a new file; the bytes that went through the page cache."""
         if self._direct and len(parts) == 1 and _direct_ok(parts[0]):
-            if self._write_direct(path, memoryview(parts[0])):
-                return
+            cached = self._write_direct(path, memoryview(parts[0]))
+            if cached is not None:
+                return cached
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             _write_all(fd, parts)
         finally:
             os.close(fd)
+        return sum(len(p) for p in parts)
 
-    def _write_direct(self, path: str, data: memoryview) -> bool:
-        """Write ``data`` to a new file at ``path``, its whole blocks with ``O_DIRECT``;
-        False (nothing created) if the filesystem refuses ``O_DIRECT``."""
+    def _write_direct(self, path: str, data: memoryview) -> int | None:
+        """Write ``data`` to a new file at ``path``, its whole blocks with ``O_DIRECT``; the
+        bytes written through the page cache, or None (nothing created) if the filesystem
+        refuses ``O_DIRECT``."""
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | DIRECT_FLAG,
                          0o600)
@@ -156,7 +163,7 @@ class LocalBackend:
             self._direct = False
             log.info("%s: the filesystem refuses O_DIRECT; writing through the page cache",
                      self.url)
-            return False
+            return None
         try:
             head = len(data) - len(data) % DIRECT_ALIGN
             done = 0
@@ -172,7 +179,7 @@ class LocalBackend:
             _write_all(fd, (data[done:],))
         finally:
             os.close(fd)
-        return True
+        return len(data) - done
 
     def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         path = self._path(key)
@@ -251,8 +258,9 @@ class LocalBackend:
         ``syncfs``, the data put so far is written back now (overlapping the disk with the
         work still to do) instead of all at once when the manifest waits for it. Not a
         substitute for ``flush``; errors are raised like ``flush``'s (a writeback error
-        reported here may not be reported again). Nothing to do in fsync mode."""
-        if not self._use_syncfs or not self.root.exists():
+        reported here may not be reported again). Nothing to do in fsync mode, nor when
+        little went through the page cache since the last sync (packs written directly)."""
+        if not self._use_syncfs or self._buffered < WRITEBACK_MIN or not self.root.exists():
             return
         try:
             self._syncfs()
@@ -262,6 +270,7 @@ class LocalBackend:
     # ---- durability and housekeeping -----------------------------------------------------
 
     def _syncfs(self) -> None:
+        self._buffered = 0
         fd = os.open(self.root, os.O_RDONLY | os.O_CLOEXEC)
         try:
             if _SYNCFS(fd) != 0:
