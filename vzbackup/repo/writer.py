@@ -32,7 +32,7 @@ WORKERS = 2  # store threads (3 measured no faster on 2 cores, tar takes its sha
 PUTTING = 2  # full packs put by a background thread at once, while the store threads go on
 BATCH_BYTES = 1 << 20  # chunks per store task: ~1 MiB, so thread hand-offs stay rare
 # Buffers of the chunker, reused in turn (fresh memory is slow to touch, perf.md trap 3). They
-# bound memory to ~ BLOCKS x 2 MiB (the chunker's block size) plus one open pack per thread.
+# bound memory to ~ BLOCKS x 2 MiB (the chunker's block size) plus WORKERS + PUTTING packs.
 BLOCKS = 8
 WRITEBACK_BYTES = 128 << 20  # stream bytes between background flushes
 CHECKPOINT_PACKS = 16  # packs put before a background index object names them
@@ -77,6 +77,15 @@ class ChunkStore:
         return new
 
 
+def _background_puts(backend: Backend) -> int:
+    """Full packs put by a background thread: only where a put is a local write (``put_parts``:
+    the local backend, which waits for the disk with ``O_DIRECT``). A put to a remote or
+    rate-limited backend stays in the store thread, so that the dump is read no faster than
+    it is stored (a bandwidth limit holds the dump back, not a commit after it) and a stop
+    request is acted on at once."""
+    return PUTTING if callable(getattr(backend, "put_parts", None)) else 0
+
+
 class ChunkPointWriter:
     """``ports.PointWriter`` over a chunk repository."""
 
@@ -86,7 +95,7 @@ class ChunkPointWriter:
         self._backend, self._codec, self._chunker = backend, codec, chunker
         self._after_commit = after_commit  # e.g. keep the Object Lock retention it needs
         self._sink = PackSink(backend, codec, index, pack_size=pack_size, slots=WORKERS,
-                              background=PUTTING)
+                              background=_background_puts(backend))
         self._store = ChunkStore(codec, index, self._sink)
         self._draft = draft
         self._stats = WriteStats()
