@@ -3,10 +3,12 @@
 Generates the data of ``bench.backup_bench`` once (kept in ``--work``/src between runs),
 then for each round runs the baseline (``tar | zstd -1 -T0 > file; sync``) and a full
 ``vzbackup backup --all`` per variant into a fresh repository, and prints medians and
-spreads. A variant is ``label`` or ``label:PYTHONPATH`` (e.g. a copy of an older tree)
-optionally followed by ``+VAR=value`` environment settings.
+spreads. A variant is ``label`` or ``label:PYTHONPATH`` (a folder holding a copy of an
+older ``vzbackup/`` package) optionally followed by ``+VAR=value`` environment settings. On
+a machine shared with others' test runs, ``--quiet 0.8`` waits before each round until the
+CPUs are 80% idle; each round first reads the source once, untimed.
 
-    python -m bench.full_bench --rounds 3 --variants new orig:/tmp/vzb-orig
+    python -m bench.full_bench --rounds 8 --quiet 0.8 --variants new orig:/tmp/vzb-orig
 """
 
 from __future__ import annotations
