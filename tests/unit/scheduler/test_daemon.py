@@ -120,15 +120,16 @@ def test_one_scheduler_per_state_folder(lab):
 
 
 def test_stopping_aborts_a_running_dump_and_records_it(lab):
-    lab.add_random_vm("node1", 300, 160)
+    lab.add_random_vm("node1", 300, 320)
     lab.config.write_text(lab.config.read_text() + JOB.replace('["ct101"]', '["vm300"]'))
     lab.ok("repo", "init")
     d = daemon_for(lab)
     worker = threading.Thread(target=d.fire, args=("nightly",))
     worker.start()
-    wait_for(lambda: (lab.root / "state" / "locks" / "vm300.lock").stat().st_size
-             if (lab.root / "state" / "locks" / "vm300.lock").exists() else 0)
-    time.sleep(0.3)  # well inside the dump
+    packs = lab.root / "repo" / "packs"
+    deadline = time.monotonic() + 60
+    while not any(p.is_file() for p in packs.rglob("*")) and time.monotonic() < deadline:
+        time.sleep(0.01)  # well inside the dump: streaming into the repository (first pack)
     started = time.monotonic()
     d.stop()
     worker.join(30)
