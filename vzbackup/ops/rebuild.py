@@ -6,7 +6,7 @@ Idempotent: a point already catalogued only gains the copies it lacked.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from ..domain.branch import BranchRecord
 from ..domain.checkpoints import Checkpoint
@@ -62,50 +62,39 @@ def _restore_guest(catalog: Catalog, manifest: Manifest) -> None:
 def _restore_lineage(repos: Mapping[str, Repository], catalog: Catalog,
                      reporter: Reporter) -> int:
     """Clones' lineage from the notes the repositories hold (the latest per clone)."""
-    found = {k: d for k, d in _latest_notes(repos, "clone", reporter, "clone lineage records").items()
-             if not d.get("gone")}
-    known = {str(c.clone) for c in catalog.clones()}
-    restored = 0
-    for key, doc in sorted(found.items()):
-        if key in known:
-            continue
-        catalog.record_clone(CloneRecord.from_dict(doc["record"]))
-        restored += 1
-    if restored:
-        reporter.info(f"{restored} clone lineage record(s) restored from the repositories' notes")
-    return restored
+    return _restore_noted(repos, reporter, "clone", "clone lineage record(s)",
+                          {str(c.clone) for c in catalog.clones()},
+                          lambda d: catalog.record_clone(CloneRecord.from_dict(d)))
 
 
 def _restore_branches(repos: Mapping[str, Repository], catalog: Catalog,
                       reporter: Reporter) -> int:
-    """Branches from the notes the repositories hold: the latest note per branch across
-    them (a destroyed branch's latest note is ``gone``)."""
-    latest = _latest_notes(repos, "branch", reporter, "branches")
-    known = {b.name for b in catalog.branches()}
-    restored = 0
-    for name, doc in sorted(latest.items()):
-        if name in known or doc.get("gone"):
-            continue
-        catalog.record_branch(BranchRecord.from_dict(doc["record"]))
-        restored += 1
-    if restored:
-        reporter.info(f"{restored} branch record(s) restored from the repositories' notes")
-    return restored
+    """Branches from the notes: the latest note per branch across the repositories (a
+    destroyed branch's latest note is ``gone``)."""
+    return _restore_noted(repos, reporter, "branch", "branch record(s)",
+                          {b.name for b in catalog.branches()},
+                          lambda d: catalog.record_branch(BranchRecord.from_dict(d)))
 
 
 def _restore_checkpoints(repos: Mapping[str, Repository], catalog: Catalog,
                          reporter: Reporter) -> int:
     """Checkpoint rows from the notes (the snapshots themselves are on the nodes)."""
-    latest = _latest_notes(repos, "checkpoint", reporter, "checkpoints")
-    known = {f"{c.guest}/{c.label}" for c in catalog.checkpoints()}
+    return _restore_noted(repos, reporter, "checkpoint", "checkpoint(s)",
+                          {f"{c.guest}/{c.label}" for c in catalog.checkpoints()},
+                          lambda d: catalog.record_checkpoint(Checkpoint.from_dict(d)))
+
+
+def _restore_noted(repos: Mapping[str, Repository], reporter: Reporter, kind: str, what: str,
+                   known: set[str], record: Callable[[dict], None]) -> int:
+    """Record each ``kind`` the notes hold that the catalogue lacks and that is not gone."""
     restored = 0
-    for key, doc in sorted(latest.items()):
+    for key, doc in sorted(_latest_notes(repos, kind, reporter, what).items()):
         if key in known or doc.get("gone"):
             continue
-        catalog.record_checkpoint(Checkpoint.from_dict(doc["record"]))
+        record(doc["record"])
         restored += 1
     if restored:
-        reporter.info(f"{restored} checkpoint(s) restored from the repositories' notes")
+        reporter.info(f"{restored} {what} restored from the repositories' notes")
     return restored
 
 
