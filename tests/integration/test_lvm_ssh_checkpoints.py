@@ -10,7 +10,7 @@ import pytest
 
 from demo.guestdata import make_container
 from tests.fakes.lvm_lab import BIN, fake_lvm  # noqa: F401
-from tests.lab.site import AGENT
+from tests.lab.site import AGENT, controller_toml
 from tests.treediff import tree_digest
 from tests.unit.cli.conftest import Lab
 from vzbackup.errors import NoSpace
@@ -32,14 +32,7 @@ def lvm_site(ssh_site, fake_lvm, tmp_path, capsys):  # noqa: F811
                           lvm_mountpoint=str(guests), lvm_mount_dir=str(tmp_path / "mnt"))
     node = re.sub(r'^vzbackup = .*$', f'vzbackup = "{agent}"', node, flags=re.M)
     config = tmp_path / "vzbackup.toml"
-    config.write_text(f"""
-[state]
-dir = "{tmp_path / 'state'}"
-[backup]
-repository = "here"
-[repositories.here]
-url = "file://{tmp_path / 'repo'}"
-""" + node)
+    config.write_text(controller_toml(tmp_path) + node)
     lab = Lab(tmp_path, config, capsys)
     lab.site, lab.lvm, lab.guests = site, fake_lvm, guests
     return lab

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from tests.fakes.pve.cluster import FakeCluster
+from tests.lab.site import controller_toml
 from tests.unit.cli.conftest import Lab
 
 
@@ -23,14 +24,7 @@ def pve_site(ssh_site, tmp_path, capsys):
         toml = site.node_toml(name, platform="proxmox", pve_bin_dir=str(pve.wrappers(name)))
         nodes += re.sub(r'^root = .*$', f'root = "{pve.etc_pve(name)}"', toml, flags=re.M)
     config = tmp_path / "vzbackup.toml"
-    config.write_text(f"""
-[state]
-dir = "{tmp_path / 'state'}"
-[backup]
-repository = "here"
-[repositories.here]
-url = "file://{tmp_path / 'repo'}"
-""" + nodes)
+    config.write_text(controller_toml(tmp_path) + nodes)
     lab = Lab(tmp_path, config, capsys)
     lab.pve = pve
     return lab

@@ -11,7 +11,7 @@ import pytest
 
 import vzbackup
 from demo.guestdata import make_container, make_vm
-from tests.lab.site import AGENT
+from tests.lab.site import AGENT, controller_toml
 from tests.treediff import tree_digest
 from tests.unit.cli.conftest import Lab
 from vzbackup.cli.render import ConsoleReporter
@@ -35,14 +35,8 @@ def site_lab(ssh_site, tmp_path, capsys):
     make_container(site.guests("node3"), 101, "web1", files=60, mib=2, seed=1)
     make_vm(site.guests("node3"), 200, "app", size_mib=8, data_mib=2, seed=2)
     config = tmp_path / "vzbackup.toml"
-    config.write_text(f"""
-[state]
-dir = "{tmp_path / 'state'}"
-[backup]
-repository = "here"
-[repositories.here]
-url = "file://{tmp_path / 'repo'}"
-""" + site.node_toml("node3") + site.node_toml("node7") + site.sftp_repo_toml("on3", "node3"))
+    config.write_text(controller_toml(tmp_path) + site.node_toml("node3") + site.node_toml("node7")
+                      + site.sftp_repo_toml("on3", "node3"))
     lab = Lab(tmp_path, config, capsys)
     lab.site = site
     return lab

@@ -70,6 +70,13 @@ class Site:
         node.proc = None
 
 
+def controller_toml(folder: Path) -> str:
+    """The controller's part of a lab config: state and a local repository "here" in
+    ``folder``; nodes and further repositories are appended."""
+    return (f'[state]\ndir = "{folder / "state"}"\n[backup]\nrepository = "here"\n'
+            f'[repositories.here]\nurl = "file://{folder / "repo"}"\n')
+
+
 def _toml(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

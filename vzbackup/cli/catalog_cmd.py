@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..errors import UsageError
 from ..ops.rebuild import rebuild_catalog
-from .context import CliContext, pass_cli
+from .context import CliContext, check_repositories, pass_cli
 from .main import cli
 from .render import emit_json, render_run, run_exit_code
 
@@ -26,10 +25,7 @@ def rebuild(ctx: click.Context, cli_ctx: CliContext, sources: tuple[str, ...], a
     """Recreate guests, restore points and copies from the repositories alone: after the
     catalogue was lost, or to add a repository's points to it. Safe to run again."""
     app = cli_ctx.app
-    unknown = [s for s in sources if s not in app.config.repositories]
-    if unknown:
-        raise UsageError(f"--from {unknown[0]}: no such repository "
-                         f"(known: {', '.join(sorted(app.config.repositories))})")
+    check_repositories(app.config, sources, "--from")
     repos = {name: app.repository(name) for name in (sources or app.config.repositories)}
     result = rebuild_catalog(repos, app.catalog, app.reporter, app.clock)
     if as_json:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import click
 
 from ..config import Config, find_config_path, load_config
+from ..errors import UsageError
 from ..logs import setup_logging
 from ..wiring import App, secrets_of
 from .render import ConsoleReporter
@@ -33,3 +34,11 @@ class CliContext:
 
 
 pass_cli = click.make_pass_decorator(CliContext)
+
+
+def check_repositories(config: Config, names: tuple[str, ...] | list[str], option: str) -> None:
+    """``UsageError`` naming the first of ``names`` that no [repositories.*] table defines."""
+    for name in names:
+        if name not in config.repositories:
+            raise UsageError(f"{option} {name}: no such repository (known: "
+                             f"{', '.join(sorted(config.repositories)) or 'none'})")

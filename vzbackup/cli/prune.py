@@ -10,7 +10,7 @@ from ..ops.membership import covering_jobs
 from ..ops.gc import collect_garbage
 from ..ops.prune import PruneItem, apply_prune, plan_prune
 from ..ops.selection import resolve_known_guest
-from .context import CliContext, pass_cli
+from .context import CliContext, check_repositories, pass_cli
 from .main import cli
 from .gc_render import print_gc
 from .render import emit_json, print_table, run_exit_code, table
@@ -44,10 +44,7 @@ def prune(ctx: click.Context, cli_ctx: CliContext, guests: tuple[str, ...], dry_
     its lock (exit 11 if another prune or GC holds it); backups need no lock.
     """
     app = cli_ctx.app
-    for name in repositories:
-        if name not in app.config.repositories:
-            raise UsageError(f"--repository {name}: no such repository "
-                             f"(known: {', '.join(sorted(app.config.repositories))})")
+    check_repositories(app.config, repositories, "--repository")
     if job is not None and job not in app.config.jobs:
         raise UsageError(f"--job {job}: no such job (known: "
                          f"{', '.join(sorted(app.config.jobs)) or 'none'})")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..errors import UsageError
+from ..errors import RepositoryError
 from ..ops.gc import collect_garbage
-from .context import CliContext, pass_cli
+from .context import CliContext, check_repositories, pass_cli
 from .gc_render import echo_totals, gc_exit_code, gc_json, print_gc
 from .main import cli
 from .render import emit_json
@@ -67,10 +67,7 @@ def gc(ctx: click.Context, cli_ctx: CliContext, names: tuple[str, ...], dry_run:
     never loses a chunk. Stops without removing anything if a manifest cannot be read.
     Exit 11 when another prune or GC of a repository holds its lock."""
     app = cli_ctx.app
-    for name in names:
-        if name not in app.config.repositories:
-            raise UsageError(f"no repository named {name!r} (known: "
-                             f"{', '.join(sorted(app.config.repositories))})")
+    check_repositories(app.config, names, "repository")
     wanted = list(names) or sorted(app.config.repositories)
     collected = collect_garbage(app.repositories(wanted), wanted, app.job_locks, app.clock,
                                 app.reporter, app.gc_grace_hours, dry_run=dry_run,
@@ -81,4 +78,4 @@ def gc(ctx: click.Context, cli_ctx: CliContext, names: tuple[str, ...], dry_run:
         print_gc(collected)
         echo_totals(collected)
     missing = [n for n in wanted if n not in {c.repository for c in collected}]
-    ctx.exit(gc_exit_code(collected) or (6 if missing else 0))
+    ctx.exit(gc_exit_code(collected) or (RepositoryError.exit_code if missing else 0))
