@@ -363,6 +363,14 @@ def test_no_secret_in_anything_a_run_writes(tmp_path, capsys, monkeypatch, seawe
     assert '"ran_on": "node3"' in lab.ok("restore", "ct301", "--to", "node3", "--as", "302",
                                          "--json").out  # node3 read S3 by itself
     lab.ok("catalog", "rebuild")
+    lab.ok("prune", "--dry-run")
+    lab.ok("prune")  # keep-all here: no removal, but GC runs on every repository, S3 too
+    lab.ok("repo", "gc", "--json")
+    lab.ok("branch", "create", "expo", "--guests", "ct101", "--to", "node2")
+    bundle = lab.root / "expo.vzb"
+    lab.ok("branch", "export", "expo", str(bundle))
+    lab.ok("branch", "destroy", "expo")
+    lab.ok("branch", "import", str(bundle), "--to", "node2", "--passphrase-env", PASSPHRASE_ENV)
     assert any(argv[0] == "tar" for argv in children.started)  # the recorder sees children
     assert leaks(lab, children, ssh_lab) == []
 
